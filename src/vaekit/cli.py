@@ -1,0 +1,250 @@
+"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode``.
+
+Thin by design: it parses arguments, calls the library and turns ``VaekitError`` into a short
+message (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import ConfigError, VaekitError
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """The trailing comment of each field in a config dataclass's source: its help text."""
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    from vaekit.config import Config
+
+    for sec in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[sec.name]
+        group = p.add_argument_group(f"{sec.name} options ({cls.__doc__.strip()})")
+        helps = _field_help(cls)
+        default = cls()
+        for f in dataclasses.fields(cls):
+            key = f"{sec.name}.{f.name}"
+            text = helps.get(f.name, "")
+            group.add_argument(
+                f"--{key}",
+                dest=key,
+                default=argparse.SUPPRESS,
+                metavar="V",
+                help=f"{text} (default: {getattr(default, f.name)})".strip(),
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vaekit.config import presets
+
+    p = argparse.ArgumentParser(
+        prog="vaekit",
+        description="Train, evaluate and use variational autoencoders.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="train a VAE into a run folder",
+        description="Train a VAE. Options are the preset/config file's values overridden by "
+        "dotted keys, e.g. --data mnist --model.latent_dim 16 --train.epochs 5.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--config", help="YAML/JSON config file (a run's config.json works too)")
+    src.add_argument("--preset", help=f"a ready config: {', '.join(presets())}")
+    t.add_argument("--out", required=True, help="run folder to create")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    t.add_argument("--data", dest="data.name", default=argparse.SUPPRESS, metavar="SPEC",
+                   help="short for --data.name")
+    _add_config_options(t)
+
+    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    r.add_argument("run_dir")
+
+    e = sub.add_parser("evaluate", help="print a split's ELBO and its parts",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run_dir")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--batch-size", type=int, default=1000, help="examples per batch")
+    e.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("sample", help="draw samples from the model's prior",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("-o", "--output", required=True, help=".png grid or .npy array")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", type=int, default=None, help="class to sample (conditional models)")
+    s.add_argument("--draw", action="store_true",
+                   help="draw x ~ p(x|z) instead of the likelihood mean")
+
+    c = sub.add_parser("reconstruct", help="write originals next to their reconstructions",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("run_dir")
+    c.add_argument("-o", "--output", required=True, help=".png grid or .npy array")
+    c.add_argument("-n", type=int, default=32, help="number of examples")
+    c.add_argument("--split", default="test", choices=["train", "valid", "test"])
+
+    n = sub.add_parser("encode", help="posterior means, one row per example, as .npy",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    n.add_argument("run_dir")
+    n.add_argument("--data", default=None, help="data spec (default: the run's data set)")
+    n.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    n.add_argument("-o", "--output", required=True, help=".npy file")
+    n.add_argument("--batch-size", type=int, default=1000)
+    return p
+
+
+def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
+    from vaekit.config import all_keys, parse_value
+
+    if rest:
+        bad = next((a for a in rest if a.startswith("--")), rest[0])
+        key = bad.lstrip("-").split("=")[0]
+        import difflib
+
+        close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+        raise ConfigError(
+            f"unknown option {bad!r}",
+            f"did you mean '--{close[0]}'?" if close else "see 'vaekit train --help' for the options",
+        )
+    return {k: parse_value(v) for k, v in vars(ns).items() if "." in k}
+
+
+def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
+    from vaekit.api import train
+
+    train(ns.out, config=ns.config, preset=ns.preset, overwrite=ns.overwrite, **_overrides(ns, rest))
+    print(f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
+    return 0
+
+
+def cmd_resume(ns: argparse.Namespace) -> int:
+    from vaekit.training.trainer import Trainer
+
+    Trainer.resume(ns.run_dir).fit()
+    print(f"Run completed in {ns.run_dir}")
+    return 0
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    from vaekit.api import evaluate
+
+    res = evaluate(ns.run_dir, split=ns.split, batch_size=ns.batch_size, seed=ns.seed)
+    if ns.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    return 0
+
+
+def _write_array(path: str, images, png: bool = True) -> None:
+    import numpy as np
+
+    from vaekit.viz import save_grid
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        np.save(path, images.cpu().numpy())
+    elif suffix == ".png" and png and images.dim() == 4:
+        save_grid(images, path)
+    else:
+        raise ConfigError(
+            f"cannot write {path!r}", "use a .npy file (or .png for image data)"
+        )
+
+
+def cmd_sample(ns: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.api import load
+
+    model = load(ns.run_dir)
+    g = torch.Generator().manual_seed(ns.seed)
+    images = model.sample(ns.n, y=ns.label, mean=not ns.draw, generator=g)
+    _write_array(ns.output, images)
+    print(f"{ns.n} samples written to {ns.output}")
+    return 0
+
+
+def cmd_reconstruct(ns: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.api import load, load_split
+    from vaekit.viz import save_pairs
+
+    model = load(ns.run_dir)
+    x, y = load_split(ns.run_dir, ns.split)
+    x, y = x[: ns.n], None if y is None else y[: ns.n]
+    recon = model.reconstruct(x, y)
+    if Path(ns.output).suffix.lower() == ".png" and x.dim() == 4:
+        save_pairs(x, recon, ns.output, n=ns.n)
+    else:
+        _write_array(ns.output, torch.stack([x, recon], 1), png=False)
+    print(f"{x.shape[0]} reconstructions written to {ns.output}")
+    return 0
+
+
+def cmd_encode(ns: argparse.Namespace) -> int:
+    from vaekit.api import encode
+
+    z = encode(ns.run_dir, data=ns.data, split=ns.split, batch_size=ns.batch_size)
+    if Path(ns.output).suffix.lower() != ".npy":
+        raise ConfigError(f"cannot write {ns.output!r}", "encode writes a .npy file")
+    import numpy as np
+
+    np.save(ns.output, z.numpy())
+    print(f"{z.shape[0]} x {z.shape[1]} posterior means written to {ns.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    try:
+        if ns.command == "train":
+            return cmd_train(ns, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return {
+            "resume": cmd_resume,
+            "evaluate": cmd_evaluate,
+            "sample": cmd_sample,
+            "reconstruct": cmd_reconstruct,
+            "encode": cmd_encode,
+        }[ns.command](ns)
+    except VaekitError as e:
+        if ns.debug:
+            raise
+        print(f"vaekit: error: {e.problem}", file=sys.stderr)
+        if e.fix:
+            print(f"  fix: {e.fix}", file=sys.stderr)
+        print("  (run with --debug for the full traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

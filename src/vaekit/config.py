@@ -1,0 +1,262 @@
+"""Typed run configuration: dataclasses, YAML/JSON files, presets and dotted-key overrides.
+
+A run is fully described by one ``Config``. Files and ``--section.key value`` overrides are
+checked against the dataclasses: unknown keys get the closest valid key suggested, values are
+converted to the field's type or refused with a message saying what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaekit.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Where examples come from and how they are preprocessed."""
+
+    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | npz:PATH | folder:PATH
+    data_dir: str | None = None  # where named data sets are looked for / downloaded to
+    binarize: str = "none"  # none | static (fixed draw) | dynamic (fresh Bernoulli draw each step)
+    binarize_seed: int = 0  # seed of the static draw, also used for evaluation splits
+    valid_fraction: float = 0.1  # carved from train when a data set has no validation split
+
+
+@dataclass
+class ModelConfig:
+    """The parts of the VAE: backbone, posterior, prior and likelihood."""
+
+    latent_dim: int = 16
+    net: str = "auto"  # auto | mlp | conv
+    hidden: list[int] = field(default_factory=lambda: [512, 256])  # MLP widths (conv: head width)
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv channels per stride-2 stage
+    activation: str = "relu"  # relu | gelu | elu | silu | tanh
+    likelihood: str = "bernoulli"  # bernoulli | gaussian | logistic-mixture
+    likelihood_scale: str = "global"  # gaussian: fixed | global | per-pixel
+    likelihood_sigma: float = 0.1  # gaussian: the fixed or initial standard deviation
+    mixture_components: int = 5  # logistic-mixture: components per dimension
+    prior: str = "normal"  # normal
+    posterior: str = "gaussian"  # gaussian (diagonal, reparameterized)
+    conditional: bool = False  # condition encoder and decoder on the label y (CVAE)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What training maximizes."""
+
+    name: str = "elbo"  # elbo | iwae
+    beta: float = 1.0  # weight of the KL term (beta-VAE when != 1)
+    warmup_epochs: float = 0.0  # linear KL warm-up from 0 to beta over this many epochs
+    free_bits: float = 0.0  # nats per latent dimension that are not penalized (0 = off)
+    samples: int = 1  # posterior samples per example (k of the IWAE bound)
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    eval_batch_size: int = 1000
+    early_stop_patience: int = 0  # epochs without validation improvement before stopping (0 = off)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = end of epoch only)
+    num_samples: int = 64  # images in the sample grid
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    progress: bool = True  # show a progress bar
+
+
+@dataclass
+class Config:
+    """One run: data + model + objective + train."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        return _build(cls, d, "")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key a config accepts, e.g. 'model.latent_dim'."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        t = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += all_keys(t, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(valid)
+    return ConfigError(f"unknown config key '{key}'", hint)
+
+
+def _convert(value: Any, t: Any, key: str) -> Any:
+    """Convert a parsed value to type t, or raise a ConfigError naming key, value and type."""
+    origin = typing.get_origin(t)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(t)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is list:
+        (item,) = typing.get_args(t)
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+            value = [parse_value(v) for v in value]
+        elif not isinstance(value, list | tuple):
+            value = [value]
+        return [_convert(v, item, key) for v in value]
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str | int | float) and not isinstance(v, bool),
+    }[t]
+    if not ok(value):
+        raise ConfigError(
+            f"config key '{key}' expects {t.__name__}, got {value!r} ({type(value).__name__})",
+            f"give '{key}' a value of type {t.__name__}",
+        )
+    return t(value)
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(
+            f"config section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {d!r}",
+            "write it as 'key: value' lines in YAML",
+        )
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in names:
+            raise _unknown(prefix + str(k), all_keys())
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = _build(t, v, f"{prefix}{k}.")
+        else:
+            kwargs[k] = _convert(v, t, prefix + k)
+    return cls(**kwargs)
+
+
+def parse_value(text: str) -> Any:
+    """A CLI value as YAML scalar/list: '16' -> 16, '1e-3' -> 0.001, 'true' -> True, '[1,2]'."""
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(v, str) and _looks_float(text):
+        return float(text)
+    return v
+
+
+def _looks_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set d['a']['b'] = value for key 'a.b'; a bare section name sets its 'name' ('--data mnist')."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in ("data", "objective"):
+        parts.append("name")
+    valid = all_keys()
+    if ".".join(parts) not in valid:
+        raise _unknown(key, valid)
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (a run's config.json is accepted too)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist", "check the path")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML/JSON: {e}", "fix its syntax") from None
+    if isinstance(d, dict) and "config" in d and "format_version" in d:
+        d = d["config"]
+    return d or {}
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    p = PRESET_DIR / f"{name}.yaml"
+    if not p.is_file():
+        close = difflib.get_close_matches(name, presets(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown preset {name!r}", hint + "available: " + ", ".join(presets()))
+    return p
+
+
+def make_config(
+    config_file: str | Path | None = None,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults <- preset or file <- dotted overrides, checked and typed."""
+    if config_file and preset:
+        raise ConfigError("both --config and --preset were given", "give one of them")
+    d: dict[str, Any] = {}
+    if preset:
+        d = load_file(preset_path(preset))
+    elif config_file:
+        d = load_file(config_file)
+    d = json.loads(json.dumps(d))  # deep copy, plain types
+    for k, v in (overrides or {}).items():
+        set_dotted(d, k, v)
+    return Config.from_dict(d)
+
+
+def save_json(cfg: Config) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)

@@ -1,0 +1,125 @@
+"""Turn a data spec such as ``mnist`` or ``folder:~/faces`` into a DataSet.
+
+Named data sets are loaders called as ``loader(data_dir=, seed=, valid_fraction=,
+test_fraction=)``; prefixed specs (``npz:``, ``folder:``) are loaders called with the text after
+the prefix first. ``register`` adds either kind.
+
+``seed`` seeds only the permutation that carves splits for ``npz:`` and ``folder:`` data (keep
+it fixed across runs so numbers stay comparable; do not pass the training seed). ``digits`` is
+always split with seed 0; ``mnist``, ``fashion-mnist`` and ``cifar10`` use their standard
+splits, and the fractions apply only where a split is carved.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vaekit.data.base import DataSet
+from vaekit.data.cifar import load_cifar10
+from vaekit.data.digits import load_digits_dataset
+from vaekit.data.folder import load_folder
+from vaekit.data.mnist import load_idx_dataset
+from vaekit.data.npz import load_npz
+from vaekit.data.splits import check_fractions
+from vaekit.errors import DataError
+
+Loader = Callable[..., DataSet]
+
+_NAMED: dict[str, Loader] = {
+    "digits": lambda data_dir, seed, valid_fraction, test_fraction: load_digits_dataset(
+        valid_fraction, test_fraction
+    ),
+    "mnist": lambda data_dir, **_: load_idx_dataset("mnist", data_dir),
+    "fashion-mnist": lambda data_dir, **_: load_idx_dataset("fashion-mnist", data_dir),
+    "cifar10": lambda data_dir, **_: load_cifar10(data_dir),
+}
+_PREFIXED: dict[str, Loader] = {
+    "npz:": lambda path, data_dir, **kw: load_npz(path, **kw),
+    "folder:": lambda path, data_dir, **kw: load_folder(path, **kw),
+}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def register(name: str, loader: Loader, *, overwrite: bool = False) -> None:
+    """Make ``load_dataset(name)`` call ``loader``; a name ending in ':' registers a prefix.
+
+    A named loader is called as ``loader(data_dir=, seed=, valid_fraction=, test_fraction=)``,
+    a prefix loader as ``loader(rest_of_spec, data_dir=, seed=, valid_fraction=,
+    test_fraction=)``; both return a DataSet.
+    """
+    if not isinstance(name, str) or not _key(name).strip(":"):
+        raise DataError(f"cannot register a data set under the name {name!r}", "use a short name")
+    if not callable(loader):
+        raise DataError(f"the loader for {name!r} is not callable", "pass a function")
+    table, key = (_PREFIXED, name.strip().lower()) if name.endswith(":") else (_NAMED, _key(name))
+    if key in table and not overwrite:
+        raise DataError(
+            f"a data set named {key!r} is already registered",
+            "pick another name, or pass overwrite=True to replace it",
+        )
+    table[key] = loader
+
+
+def available_datasets() -> list[str]:
+    """The registered names, then the prefixed forms (``npz:PATH``, ``folder:PATH``, ...)."""
+    return sorted(_NAMED) + sorted(f"{p}PATH" for p in _PREFIXED)
+
+
+def load_dataset(
+    spec: str,
+    data_dir: str | None = None,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DataSet:
+    """Load the data set that ``spec`` names (see ``available_datasets()``)."""
+    check_fractions(valid_fraction, test_fraction)
+    options: dict[str, Any] = dict(
+        data_dir=data_dir, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
+    )
+    spec = spec.strip() if isinstance(spec, str) else spec
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"data spec {spec!r} is empty", _choices())
+    for prefix, loader in _PREFIXED.items():
+        if spec.lower().startswith(prefix):
+            rest = spec[len(prefix) :]
+            if not rest:
+                raise DataError(f"data spec {spec!r} has no path", f"write {prefix}PATH")
+            return _checked(spec, loader(rest, **options))
+    if _key(spec) in _NAMED:
+        return _checked(spec, _NAMED[_key(spec)](**options))
+    raise DataError(f"unknown data set {spec!r}", _suggestion(spec) + _choices())
+
+
+def _checked(spec: str, result: object) -> DataSet:
+    if not isinstance(result, DataSet):
+        raise DataError(
+            f"the loader registered for {spec!r} returned {type(result).__name__}, not a DataSet",
+            "make the loader return vaekit.data.DataSet",
+        )
+    return result
+
+
+def _suggestion(spec: str) -> str:
+    close = difflib.get_close_matches(_key(spec), list(_NAMED), n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}? "
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return f"for a folder of images write 'folder:{spec}'. "
+    if path.suffix == ".npz":
+        return f"for a numpy file write 'npz:{spec}'. "
+    return ""
+
+
+def _choices() -> str:
+    return (
+        f"use one of: {', '.join(sorted(_NAMED))}; or a prefix: "
+        f"{', '.join(f'{p}PATH' for p in sorted(_PREFIXED))}"
+    )

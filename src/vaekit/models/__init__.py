@@ -1,0 +1,55 @@
+"""Model structures, built from a ``ModelConfig`` and what the data looks like."""
+
+from __future__ import annotations
+
+from vaekit.config import ModelConfig
+from vaekit.distributions import build_likelihood
+from vaekit.errors import ConfigError
+from vaekit.models.vae import VAE
+from vaekit.nets import build_nets
+from vaekit.posteriors import build_posterior
+from vaekit.priors import build_prior
+
+
+def build_model(
+    cfg: ModelConfig,
+    event_shape: tuple[int, ...],
+    levels: int | None,
+    num_classes: int | None,
+) -> VAE:
+    """Assemble a VAE from the config's parts for data of the given shape."""
+    if cfg.latent_dim < 1:
+        raise ConfigError(f"model.latent_dim must be >= 1, got {cfg.latent_dim}", "set it to e.g. 16")
+    cond = 0
+    if cfg.conditional:
+        if not num_classes:
+            raise ConfigError(
+                "model.conditional is set but the data set has no labels",
+                "use labelled data (npz with y_train, folder with class sub-folders) or unset it",
+            )
+        cond = num_classes
+    likelihood = build_likelihood(
+        cfg.likelihood,
+        event_shape,
+        levels,
+        cfg.likelihood_scale,
+        cfg.likelihood_sigma,
+        cfg.mixture_components,
+    )
+    posterior = build_posterior(cfg.posterior, cfg.latent_dim)
+    encoder, decoder = build_nets(
+        cfg.net,
+        event_shape,
+        cfg.latent_dim,
+        posterior.params_dim,
+        likelihood.params_per_dim,
+        cfg.hidden,
+        cfg.channels,
+        cfg.activation,
+        cond,
+    )
+    prior = build_prior(cfg.prior, cfg.latent_dim)
+    return VAE(encoder, posterior, prior, decoder, likelihood, event_shape, cond)
+
+
+__all__ = ["VAE", "build_model"]

@@ -1,0 +1,135 @@
+"""The composed VAE: encoder net -> posterior -> z -> decoder net -> likelihood, with a prior.
+
+The model returns per-example terms (``Terms``); objectives in ``vaekit.objectives`` turn them
+into a loss. Optional conditioning on a label y (CVAE, Sohn et al. 2015) feeds a one-hot y to both
+encoder and decoder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Distribution
+
+from vaekit.errors import DataError
+from vaekit.objectives import Terms
+from vaekit.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
+
+
+class VAE(nn.Module):
+    """A VAE assembled from parts; every tensor argument x is a float batch [B, *event_shape]."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        posterior: nn.Module,
+        prior: Prior,
+        decoder: nn.Module,
+        likelihood: nn.Module,
+        event_shape: tuple[int, ...],
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.posterior = posterior
+        self.prior = prior
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.event_shape = tuple(event_shape)
+        self.num_classes = num_classes
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.latent_dim
+
+    def condition(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """One-hot label for a conditional model, None otherwise."""
+        if not self.num_classes:
+            return None
+        if y is None:
+            raise DataError(
+                "this is a conditional model: it needs labels y",
+                "pass y (class indices) to the call, or use data with labels",
+            )
+        y = torch.as_tensor(y, device=self.prior_device)
+        if y.dim() == 0:
+            y = y.expand(n)
+        return F.one_hot(y.long(), self.num_classes).float()
+
+    @property
+    def prior_device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """The posterior q(z|x) (its ``.mean`` is the usual embedding)."""
+        return self.posterior(self.encoder(x, self.condition(y, x.shape[0])))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """The likelihood p(x|z) for latents z [N, d]."""
+        return self.likelihood(self.decoder(z, self.condition(y, z.shape[0])))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
+        """Per-example terms with k reparameterized posterior samples."""
+        b = x.shape[0]
+        c = self.condition(y, b)
+        h = self.encoder(x, c)
+        q = self.posterior(h)
+        z, log_qz = self.posterior.sample(q, h, k)
+        log_pz = self.prior.log_prob(z)
+        ck = None if c is None else c.repeat(k, 1)
+        px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
+        xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        log_px_z = px.log_prob(xk).view(k, b)
+        kl_dims = None
+        if getattr(self.posterior, "analytic_kl", False) and isinstance(self.prior, StandardNormal):
+            kl_dims = kl_diag_gaussian_standard_normal(q.loc, q.scale)
+            kl = kl_dims.sum(-1)
+        else:
+            kl = (log_qz - log_pz).mean(0)
+        return Terms(log_px_z, log_qz, log_pz, kl, kl_dims, z)
+
+    @torch.no_grad()
+    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """ELBO per example in nats, [B] (analytic KL where it exists)."""
+        return self(x, y).elbo
+
+    @torch.no_grad()
+    def log_likelihood(
+        self, x: torch.Tensor, k: int = 1000, y: torch.Tensor | None = None, chunk: int = 500
+    ) -> torch.Tensor:
+        """Importance-sampled log p(x) per example in nats, [B], from k samples drawn in chunks.
+
+        log p(x) ~= logsumexp_k log w_k - log k with w = p(x|z) p(z) / q(z|x); float64 accumulation.
+        """
+        parts = []
+        done = 0
+        while done < k:
+            kk = min(chunk, k - done)
+            lw = self(x, y, kk).log_weights().double()
+            parts.append(torch.logsumexp(lw, 0))
+            done += kk
+        return (torch.logsumexp(torch.stack(parts), 0) - math.log(k)).float()
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        y: torch.Tensor | int | None = None,
+        mean: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """n draws z ~ p(z), decoded: the likelihood mean (default) or a sample x ~ p(x|z)."""
+        z = self.prior.sample(n, generator=generator)
+        px = self.decode(z, y)
+        return px.mean if mean else px.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of p(x | z = E_q[z]) for each example."""
+        return self.decode(self.encode(x, y).mean, y).mean
+
+
+__all__ = ["VAE"]

@@ -1,0 +1,129 @@
+"""What a finished run leaves for a person: sample and reconstruction grids, curves, and a
+Markdown report that is re-rendered from the files in the run folder whenever they change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.config import Config
+from vaekit.data import DataSet
+from vaekit.data.transforms import eval_view
+from vaekit.evaluation import evaluate_elbo
+from vaekit.models import VAE
+from vaekit.training import run_dir as rd
+from vaekit.training.checkpoint import atomic_write_text
+from vaekit.viz import save_curves, save_grid, save_pairs
+
+EVALUATION = "evaluation.json"
+
+
+def sample_images(model: VAE, n: int, seed: int, num_classes: int | None) -> torch.Tensor:
+    """n samples (likelihood means) under a fixed seed; per class, in rows, for a conditional model."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    y = None
+    if model.num_classes:
+        y = torch.arange(n, device=g.device) % model.num_classes
+    return model.sample(n, y=y, generator=g)
+
+
+def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: torch.device) -> None:
+    """Samples, reconstructions, test-set ELBO, curves and report for a trained model."""
+    out = Path(out)
+    samples = sample_images(model, cfg.train.num_samples, cfg.train.seed, data.num_classes)
+    x_test = eval_view(data.test.x, cfg.data.binarize, cfg.data.binarize_seed)
+    y_test = data.test.y
+    if data.kind == "image":
+        save_grid(samples, out / "samples.png")
+        xs = x_test[:32].to(device)
+        ys = None if y_test is None else y_test[:32].to(device)
+        save_pairs(xs, model.reconstruct(xs, ys), out / "reconstructions.png", n=32)
+    else:
+        np.save(out / "samples.npy", samples.cpu().numpy())
+    if len(data.test):
+        test = evaluate_elbo(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
+        record_evaluation(out, "test", test)
+    records = read_metrics_safe(out / rd.METRICS)
+    if records:
+        save_curves(records, out / "curves.png")
+    render_report(out)
+
+
+def read_metrics_safe(path: Path) -> list[dict[str, Any]]:
+    from vaekit.training.trainer import read_metrics
+
+    return read_metrics(path) if path.is_file() else []
+
+
+def record_evaluation(out: Path, split: str, metrics: dict[str, Any]) -> None:
+    """Merge one split's numbers into evaluation.json (the report reads it)."""
+    path = Path(out) / EVALUATION
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc[split] = metrics
+    atomic_write_text(path, json.dumps(doc, indent=2))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def render_report(out: Path) -> Path:
+    """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
+    out = Path(out)
+    cfg, info = rd.read_config(out)
+    records = read_metrics_safe(out / rd.METRICS)
+    evaluation = json.loads((out / EVALUATION).read_text()) if (out / EVALUATION).is_file() else {}
+    m = cfg.model
+    lines = [
+        f"# vaekit run: {out.name}",
+        "",
+        f"Data **{info.name}** ({' x '.join(map(str, info.event_shape))}, binarize={cfg.data.binarize}); "
+        f"model: {m.net} backbone, latent {m.latent_dim}, {m.posterior} posterior, {m.prior} prior, "
+        f"{m.likelihood} likelihood; objective {cfg.objective.name} (beta={cfg.objective.beta}, "
+        f"k={cfg.objective.samples}); {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
+        f"lr {cfg.train.lr}, seed {cfg.train.seed}.",
+        "",
+        "All numbers are in nats per example; the ELBO is a lower bound on log p(x).",
+        "",
+    ]
+    if evaluation:
+        keys = sorted({k for v in evaluation.values() for k in v if not isinstance(v[k], dict | list)})
+        lines += ["## Final evaluation", "", "| split | " + " | ".join(keys) + " |",
+                  "|---" * (len(keys) + 1) + "|"]
+        for split, vals in evaluation.items():
+            lines.append(f"| {split} | " + " | ".join(_fmt(vals.get(k, "")) for k in keys) + " |")
+        lines.append("")
+    if records:
+        last = records[-1]
+        lines += [
+            "## Training",
+            "",
+            f"{last['epoch']} epochs, {last['step']} steps; last validation ELBO {last['elbo']:.3f} "
+            f"(recon {last['recon']:.3f}, KL {last['kl']:.3f}); best validation ELBO "
+            f"{max(r['elbo'] for r in records):.3f}.",
+            "",
+            "| epoch | train ELBO | valid ELBO | valid recon | valid KL | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in records:
+            lines.append(
+                f"| {r['epoch']} | {r['train_elbo']:.3f} | {r['elbo']:.3f} | {r['recon']:.3f} | "
+                f"{r['kl']:.3f} | {r['train_time_s']:.1f} |"
+            )
+        lines.append("")
+    for title, name in (
+        ("Learning curves", "curves.png"),
+        ("Samples from the prior", "samples.png"),
+        ("Reconstructions (odd rows: test data, even rows: reconstruction)", "reconstructions.png"),
+    ):
+        if (out / name).is_file():
+            lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    for name in sorted(out.glob("evaluation-*.png")):
+        lines += [f"![{name.stem}]({name.name})", ""]
+    path = out / rd.REPORT
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,119 @@
+"""The run folder: what a run leaves on disk and how a model is rebuilt from it without the code
+that trained it (``config.json`` + ``model.safetensors``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.config import Config
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.training.checkpoint import FORMAT_VERSION, atomic_write_text, load_tensors, save_tensors
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.jsonl"
+REPORT = "report.md"
+
+
+@dataclass
+class DataInfo:
+    """What the model needs to know about its data to be rebuilt."""
+
+    name: str
+    event_shape: list[int]
+    levels: int | None
+    num_classes: int | None
+    kind: str
+
+
+def vaekit_version() -> str:
+    from vaekit import __version__
+
+    return __version__
+
+
+def write_config(run_dir: Path, cfg: Config, info: DataInfo) -> None:
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "vaekit_version": vaekit_version(),
+        "config": cfg.to_dict(),
+        "data": asdict(info),
+    }
+    atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2))
+
+
+def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
+    """Read and check a run folder's config.json."""
+    run = Path(run_dir)
+    path = run / CONFIG
+    if not run.is_dir():
+        raise CheckpointError(f"run folder {str(run)!r} does not exist", "check the path")
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(run)!r} is not a vaekit run folder (no {CONFIG})",
+            "point to the folder given as --out to 'vaekit train'",
+        )
+    try:
+        doc = json.loads(path.read_text())
+        version = doc["format_version"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise CheckpointError(
+            f"{path} is corrupt or not written by vaekit", "restore it from a backup or retrain"
+        ) from None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has run-folder format {version!r}; this vaekit ({vaekit_version()}) reads "
+            f"format {FORMAT_VERSION}",
+            f"use the vaekit version that wrote it ({doc.get('vaekit_version', 'unknown')})",
+        )
+    try:
+        cfg = Config.from_dict(doc["config"])
+        info = DataInfo(**doc["data"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} does not describe a valid run: {e}", "retrain") from None
+    return cfg, info
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {f"model.{k}": v for k, v in model.state_dict().items()}
+
+
+def save_model(run_dir: Path, model: torch.nn.Module, meta: dict[str, Any] | None = None) -> None:
+    save_tensors(Path(run_dir) / MODEL, model_state(model), meta)
+
+
+def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:2]
+        raise CheckpointError(
+            f"{source} does not fit the model described by config.json ({' '.join(first)})",
+            "the weights come from another run or another config; use the matching run folder",
+        ) from None
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the trained model of a run folder (weights from model.safetensors, or from the
+    latest checkpoint of an unfinished run), in eval mode."""
+    from vaekit.models import build_model
+
+    run = Path(run_dir)
+    cfg, info = read_config(run)
+    model = build_model(cfg.model, tuple(info.event_shape), info.levels, info.num_classes)
+    source = run / MODEL if (run / MODEL).is_file() else run / CHECKPOINT
+    if not source.is_file():
+        raise CheckpointError(
+            f"{run} holds no weights yet ({MODEL} and {CHECKPOINT} are missing)",
+            f"train it first, or 'vaekit resume {run}'",
+        )
+    tensors, _ = load_tensors(source)
+    load_state_into(model, tensors, source)
+    return model.to(device).eval()

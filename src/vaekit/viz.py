@@ -1,0 +1,68 @@
+"""Pictures: image grids (Pillow) and metric curves (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def grid_image(
+    images: torch.Tensor, nrow: int | None = None, min_side: int = 28, pad: int = 2
+) -> Image.Image:
+    """[N, C, H, W] in [0, 1] -> one PIL image; small images are scaled up (nearest) to min_side."""
+    x = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = x.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
+    canvas = torch.ones(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top : top + h, left : left + w] = x[i]
+    arr = (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3])
+    scale = max(1, math.ceil(min_side / h))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
+    grid_image(images, nrow).save(path)
+
+
+def save_pairs(originals: torch.Tensor, recons: torch.Tensor, path: str | Path, n: int = 16) -> None:
+    """Reconstruction grid: rows alternate originals and their reconstructions."""
+    a, b = originals[:n].cpu(), recons[:n].cpu()
+    rows = []
+    per_row = 8
+    for i in range(0, a.shape[0], per_row):
+        rows += [a[i : i + per_row], b[i : i + per_row]]
+    save_grid(torch.cat(rows), path, nrow=per_row)
+
+
+def save_curves(
+    records: list[dict], path: str | Path, keys: tuple[str, ...] = ("train_elbo", "elbo")
+) -> None:
+    """Plot metrics against epoch (train and validation ELBO by default)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        pts = [(r["epoch"], r[key]) for r in records if key in r]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per example")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

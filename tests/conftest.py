@@ -1,0 +1,25 @@
+"""Shared fixtures: seeded torch, the real-data folder beside the project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MNIST_NPZ = SHARED_DATA / "mnist.npz"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def mnist_npz() -> Path:
+    if not MNIST_NPZ.is_file():
+        pytest.skip(f"real MNIST not available at {MNIST_NPZ} (the shared data folder is absent)")
+    return MNIST_NPZ
