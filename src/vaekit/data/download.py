@@ -30,6 +30,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _matches(path: Path, sha256: str) -> bool:
+    """Whether the file at ``path`` can be read and has the hash ``sha256``."""
+    try:
+        return file_sha256(path) == sha256
+    except OSError:
+        return False
+
+
 def _manual_fix(url: str, dest: Path, sha256: str) -> str:
     return (
         f"check your network or mirror, or download {url} yourself and place it at {dest} "
@@ -45,7 +53,7 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 60) -> Path:
     """
     dest = Path(dest)
     expected = sha256.lower()
-    if dest.is_file() and file_sha256(dest) == expected:
+    if dest.is_file() and _matches(dest, expected):
         return dest
     fix = _manual_fix(url, dest, expected)
     try:
@@ -62,11 +70,13 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 60) -> Path:
             os.fsync(out.fileno())
         if got != expected:
             raise DownloadError(
-                f"checksum mismatch for {url} ({size} bytes): expected sha256 {expected}, "
-                f"got {got}",
+                f"checksum mismatch for {url} ({size} bytes): expected sha256 {expected}, got {got}",
                 fix,
             )
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError as e:
+            raise DownloadError(f"cannot move the download into place at {dest}: {e}", fix) from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -89,7 +99,5 @@ def _stream(url: str, out, timeout: float, fix: str) -> tuple[str, int]:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"download of {url} failed: {reason}", fix) from None
     if announced is not None and announced.isdigit() and int(announced) != size:
-        raise DownloadError(
-            f"download of {url} was cut short: got {size} of {announced} bytes", fix
-        )
+        raise DownloadError(f"download of {url} was cut short: got {size} of {announced} bytes", fix)
     return digest.hexdigest(), size

@@ -21,8 +21,15 @@ from vaekit.errors import DataError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
-               Image.DecompressionBombError)  # fmt: skip
+_PIL_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 _SHOWN = 5
 
 
@@ -121,6 +128,5 @@ def _check_sizes(files: list[Path], images: list[Image.Image]) -> None:
     raise DataError(
         f"images differ in size: {files[first]} is {w}x{h} but {files[other]} is {w2}x{h2} "
         f"({len(images) - sizes[common]} of {len(images)} images are not {w}x{h})",
-        f"resize all images to one size first, e.g. with Pillow: "
-        f"Image.open(f).resize(({w}, {h})).save(f)",
+        f"resize all images to one size first, e.g. with Pillow: Image.open(f).resize(({w}, {h})).save(f)",
     )

@@ -29,12 +29,10 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return codecs.encode(text, "latin1", errors)
 
 
+_BUILTINS = {"dict": dict, "list": list, "bytes": bytes, "str": str, "int": int}
+# overriding find_class skips pickle's Python 2 name mapping, so __builtin__ is listed as well
 _ALLOWED = {
-    ("builtins", "dict"): dict,
-    ("builtins", "list"): list,
-    ("builtins", "bytes"): bytes,
-    ("builtins", "str"): str,
-    ("builtins", "int"): int,
+    **{(module, k): v for k, v in _BUILTINS.items() for module in ("builtins", "__builtin__")},
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): np.ndarray,
