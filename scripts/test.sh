@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 bash scripts/setup.sh
 "$PY" -m ruff check src tests benchmarks
+# the explorer's browser test drives Debian's chromium (it skips, saying why, when it is missing)
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[test] installing Debian's chromium for tests/test_browser.py" >&2
+  if ! { command -v apt-get >/dev/null 2>&1 && apt-get update -qq \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    echo "[test] warning: could not install chromium; the browser test will be skipped" >&2
+  fi
+fi
 "$PY" -m pytest "$@"

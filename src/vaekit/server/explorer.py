@@ -1,0 +1,260 @@
+"""What the explorer page shows, computed from one run folder with no web framework in sight.
+
+At start: the model (``vaekit.load``), a seeded subset of a data split, its posterior means, their
+2-D projection for the map and the per-dimension KL that orders the sliders. Afterwards: decode,
+encode, interpolate, sample and reconstruct on request. Inputs are checked here; a bad one raises
+``ExplorerInputError`` carrying the HTTP status that fits it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.api import load_split
+from vaekit.errors import DataError
+from vaekit.evaluation import evaluate_elbo
+from vaekit.report import EVALUATION
+from vaekit.server.images import image_to_input, open_image
+from vaekit.server.projection import Projection, fit_projection
+from vaekit.training import run_dir as rd
+
+MAX_POINTS = 2000
+MAX_ABS_Z = 1000.0
+
+
+class ExplorerInputError(ValueError):
+    """A request the explorer cannot answer; ``status`` is the HTTP status to send (4xx)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def interpolate_latents(za: torch.Tensor, zb: torch.Tensor, steps: int, path: str) -> torch.Tensor:
+    """[steps, d] latents from za to zb: linear (1-t) za + t zb, or spherical (slerp, Shoemake 1985):
+    sin((1-t) w)/sin w za + sin(t w)/sin w zb with cos w = <za, zb>/(|za| |zb|)."""
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
+    a, b = za.double(), zb.double()
+    if path == "spherical":
+        na, nb = a.norm(), b.norm()
+        if na > 0 and nb > 0:
+            omega = torch.arccos(torch.clamp((a @ b) / (na * nb), -1.0, 1.0))
+            if torch.sin(omega) > 1e-6:
+                s = torch.sin(omega)
+                return (torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b).float()
+    return ((1 - t) * a + t * b).float()
+
+
+class Explorer:
+    """A loaded run plus the state of its map; methods answer the page's requests. The map shows
+    ``split`` (default: the test split, or the validation split when the data has no test split)."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        split: str | None = None,
+        max_points: int = MAX_POINTS,
+        projection: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.cfg, self.data_info = rd.read_config(self.run_dir)
+        self.model = rd.load(self.run_dir)
+        shape = self.model.event_shape
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise DataError(
+                f"the explorer shows images, and this run's examples have shape {shape}",
+                "serve a run trained on image data (1 or 3 channels); use 'vaekit encode' for tables",
+            )
+        self.seed = seed
+        self._rng_lock = threading.Lock()
+        self.split = split or "test"
+        self.x, self.y = load_split(self.run_dir, self.split)
+        if len(self.x) == 0 and split is None:
+            self.split = "valid"
+            self.x, self.y = load_split(self.run_dir, self.split)
+        if len(self.x) == 0:
+            raise DataError(f"the {self.split} split of this run's data is empty", "serve another split")
+        g = torch.Generator().manual_seed(seed)
+        self.indices = torch.randperm(len(self.x), generator=g)[:max_points].sort().values
+        self.means, self.activity, self.activity_kind = self._encode_map_points()
+        self.dim_order = [int(i) for i in np.argsort(-self.activity, kind="stable")]
+        self.projection: Projection = fit_projection(self.means, projection, seed)
+        self.points = self.projection.transform(self.means)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes)
+
+    @torch.no_grad()
+    def _encode_map_points(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """Posterior means of the map's examples and each dimension's activity: the mean KL(q(z_i|x) ||
+        p(z_i)) in nats when it is analytic, else Var_x E_q[z_i|x] (the active-units statistic)."""
+        means, kls = [], []
+        with self._rng_lock, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for i in range(0, len(self.indices), 500):
+                idx = self.indices[i : i + 500]
+                xb, yb = self.x[idx], None if self.y is None else self.y[idx]
+                means.append(self.model.encode(xb, yb).mean)
+                kls.append(self.model(xb, yb).kl_dims)
+        z = torch.cat(means).double().numpy()
+        if all(k is not None for k in kls):
+            return z, torch.cat(kls).double().mean(0).numpy(), "kl"
+        return z, z.var(0), "variance"
+
+    # ---- checks -------------------------------------------------------------------------------
+
+    def check_z(self, z: list[float]) -> torch.Tensor:
+        """A latent vector from a request: latent_dim finite numbers of moderate size."""
+        if len(z) != self.latent_dim:
+            raise ExplorerInputError(
+                f"z has {len(z)} numbers; this model's latent space has {self.latent_dim} dimensions"
+            )
+        t = torch.tensor(z, dtype=torch.float32)
+        if not torch.isfinite(t).all() or t.abs().max() > MAX_ABS_Z:
+            raise ExplorerInputError(f"z must hold finite numbers with |z_i| <= {MAX_ABS_Z:g}")
+        return t
+
+    def check_label(self, label: int | None, fallback: int | None = None) -> torch.Tensor | None:
+        """The class to condition on: required (or taken from ``fallback``) for a conditional model,
+        refused for an unconditional one."""
+        if not self.num_classes:
+            if label is not None:
+                raise ExplorerInputError("this model is not conditional: leave out 'label'")
+            return None
+        label = fallback if label is None else label
+        if label is None:
+            raise ExplorerInputError(
+                f"this is a conditional model: give 'label', a class in 0..{self.num_classes - 1}"
+            )
+        if not 0 <= label < self.num_classes:
+            classes = f"0..{self.num_classes - 1}"
+            raise ExplorerInputError(f"label {label} is not a class of this model ({classes})")
+        return torch.tensor([label])
+
+    def check_index(self, index: int) -> int:
+        if not 0 <= index < len(self.x):
+            raise ExplorerInputError(
+                f"there is no example #{index} in the {self.split} split (0..{len(self.x) - 1})", 404
+            )
+        return index
+
+    def upload(self, data: bytes, invert: bool = False) -> torch.Tensor:
+        """An uploaded image file as one model input [1, C, H, W] (see ``vaekit.server.images``)."""
+        img = open_image(data)
+        return image_to_input(
+            img, self.model.event_shape, self.cfg.data.binarize, self.cfg.data.binarize_seed, invert
+        )
+
+    # ---- answers ------------------------------------------------------------------------------
+
+    def map_points(self, z: torch.Tensor) -> list[list[float]] | None:
+        """Where latents [N, d] land on the map (None for a costly non-linear projection)."""
+        if not self.projection.linear:
+            return None
+        return self.projection.transform(z.double().numpy()).tolist()
+
+    def map_point(self, z: torch.Tensor) -> list[float] | None:
+        """Where one latent [d] lands on the map (or None)."""
+        points = self.map_points(z[None])
+        return None if points is None else points[0]
+
+    def latent_of_point(self, point: list[float]) -> torch.Tensor:
+        """The latent a map point stands for (for PCA: the mean plus the point in the top-2 plane)."""
+        return torch.as_tensor(self.projection.inverse(np.asarray([point])), dtype=torch.float32)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        """Likelihood means E[x|z] for latents [N, d] -> images [N, C, H, W]."""
+        y = None if label is None else label.expand(z.shape[0])
+        return self.model.decode(z, y).mean
+
+    @torch.no_grad()
+    def encode(
+        self, x: torch.Tensor, label: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Posterior mean and standard deviation of q(z|x) for inputs [N, C, H, W] (the standard
+        deviation is None for a posterior without a closed form, e.g. a flow)."""
+        q = self.model.encode(x, None if label is None else label.expand(x.shape[0]))
+        try:
+            std = q.stddev
+        except NotImplementedError:
+            std = None
+        return q.mean, std
+
+    def example(self, index: int) -> tuple[torch.Tensor, int | None, torch.Tensor | None]:
+        """Example ``index`` of the split [1, C, H, W], its label and the condition to encode it with."""
+        index = self.check_index(index)
+        label = None if self.y is None else int(self.y[index])
+        return self.x[index : index + 1], label, self.check_label(label) if self.num_classes else None
+
+    @torch.no_grad()
+    def samples(self, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, list[int] | None]:
+        """n draws z ~ p(z) decoded; a conditional model decodes the same n latents for every class
+        (one row per class; or for ``label`` only), so a column shows one style across classes."""
+        g = torch.Generator().manual_seed(seed)
+        z = self.model.prior.sample(n, generator=g)
+        if not self.num_classes:
+            self.check_label(label)
+            return self.decode(z, None), None
+        classes = [int(self.check_label(label)[0])] if label is not None else list(range(self.num_classes))
+        y = torch.tensor(classes).repeat_interleave(n)
+        return self.model.decode(z.repeat(len(classes), 1), y).mean, y.tolist()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, label: torch.Tensor | None, k: int) -> dict[str, Any]:
+        """Reconstruction E[x | z = E_q z], the ELBO and its parts, and log p(x) importance-sampled with
+        k samples (nats; seeded, so the same input gives the same numbers)."""
+        with self._rng_lock, torch.random.fork_rng(devices=[]):
+            parts = evaluate_elbo(self.model, x, label, batch_size=1, seed=self.seed)
+            torch.manual_seed(self.seed)
+            log_px = float(self.model.log_likelihood(x, k=k, y=label)[0])
+        dims = int(np.prod(self.model.event_shape))
+        return {
+            "reconstruction": self.model.reconstruct(x, label),
+            "elbo": parts["elbo"],
+            "recon": parts["recon"],
+            "kl": parts["kl"],
+            "nll": -log_px,
+            "bits_per_dim": -log_px / (dims * np.log(2.0)),
+        }
+
+    def evaluation(self) -> dict[str, Any]:
+        """The run's recorded metrics (evaluation.json), read afresh; {} when there are none."""
+        path = self.run_dir / EVALUATION
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "run": self.run_dir.name,
+            "data": self.data_info.name,
+            "event_shape": list(self.model.event_shape),
+            "latent_dim": self.latent_dim,
+            "num_classes": self.num_classes,
+            "binarize": self.cfg.data.binarize,
+            "likelihood": self.cfg.model.likelihood,
+            "split": self.split,
+            "split_size": len(self.x),
+            "map_points": len(self.indices),
+            "projection": self.projection.method,
+            "axes": list(self.projection.axes),
+            "activity_kind": self.activity_kind,
+            "activity": self.activity.tolist(),
+            "dim_order": self.dim_order,
+            "config": self.cfg.to_dict(),
+            "evaluation": self.evaluation(),
+        }

@@ -1,0 +1,487 @@
+"""The latent-space explorer's JSON API (FastAPI TestClient) on tiny runs trained once per session."""
+
+from __future__ import annotations
+
+import base64
+import importlib.machinery
+import io
+import json
+import math
+import re
+import socket
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the explorer needs the serve extra (fastapi, uvicorn)")
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import vaekit  # noqa: E402
+from vaekit.api import load_split  # noqa: E402
+from vaekit.cli import main  # noqa: E402
+from vaekit.errors import ConfigError  # noqa: E402
+from vaekit.evaluation import evaluate_elbo  # noqa: E402
+from vaekit.server import check_port, create_app  # noqa: E402
+from vaekit.server.app import MAX_UPLOAD_BYTES, STATIC_DIR  # noqa: E402
+from vaekit.server.explorer import interpolate_latents  # noqa: E402
+from vaekit.server.projection import PCA, fit_projection  # noqa: E402
+
+TINY = {"train.epochs": 2, "train.progress": False, "model.hidden": [32]}
+
+
+def train_tiny(base: Path, name: str, **extra) -> Path:
+    """A digits-mlp run (8 x 8 digits, latent 8) trained for 2 epochs; reused when already there."""
+    out = base / name
+    if not (out / "model.safetensors").is_file():
+        vaekit.train(out, preset="digits-mlp", **{**TINY, **extra})
+    return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.getbasetemp(), "explorer-run")
+
+
+@pytest.fixture(scope="session")
+def cond_run(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.getbasetemp(), "explorer-cond-run", **{"model.conditional": True})
+
+
+@pytest.fixture(scope="module")
+def client(run_dir) -> TestClient:
+    return TestClient(create_app(run_dir))
+
+
+@pytest.fixture(scope="module")
+def cond_client(cond_run) -> TestClient:
+    return TestClient(create_app(cond_run))
+
+
+@pytest.fixture(scope="module")
+def model(run_dir):
+    return vaekit.load(run_dir)
+
+
+@pytest.fixture(scope="module")
+def split(run_dir):
+    return load_split(run_dir, "test")
+
+
+def pixels(data_url: str) -> np.ndarray:
+    """A PNG data URL back to floats in [0, 1], [H, W] (grey) or [H, W, 3]."""
+    assert data_url.startswith("data:image/png;base64,")
+    img = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+    return np.asarray(img, dtype=np.float64) / 255.0
+
+
+def png_bytes(arr: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upload(client: TestClient, path: str, data: bytes, ctype: str = "image/png", **params):
+    return client.post(path, content=data, headers={"content-type": ctype}, params=params)
+
+
+def detail(response) -> str:
+    return response.json()["detail"]
+
+
+# ---- info and map ----------------------------------------------------------------------------------
+
+
+def test_info_orders_dimensions_by_their_mean_kl(client, model, split, run_dir):
+    info = client.get("/info").json()
+    assert info["latent_dim"] == 8 and info["event_shape"] == [1, 8, 8] and info["num_classes"] == 0
+    assert info["activity_kind"] == "kl" and info["projection"] == "pca"
+    # the mean KL per dimension, recomputed from the posterior of the map's examples
+    idx = client.get("/map").json()["index"]
+    q = model.encode(split[0][idx])
+    mu, sigma = q.mean.detach().double(), q.stddev.detach().double()
+    kl = (0.5 * (mu**2 + sigma**2 - 1) - torch.log(sigma)).mean(0).numpy()
+    np.testing.assert_allclose(info["activity"], kl, rtol=1e-4, atol=1e-6)
+    assert info["dim_order"] == [int(i) for i in np.argsort(-kl, kind="stable")]
+    recorded = json.loads((run_dir / "evaluation.json").read_text())
+    assert info["evaluation"]["test"]["elbo"] == pytest.approx(recorded["test"]["elbo"])
+    assert info["config"]["model"]["hidden"] == [32]
+    assert info["limits"]["max_upload_bytes"] == MAX_UPLOAD_BYTES
+
+
+def test_map_is_the_pca_of_the_posterior_means(client, model, split):
+    from sklearn.decomposition import PCA as SkPCA
+
+    m = client.get("/map").json()
+    x, y = split
+    assert len(m["x"]) == len(m["y"]) == len(m["index"]) == len(x)  # 180 test digits < the 2000 cap
+    assert m["label"] == y[m["index"]].tolist()
+    z = model.encode(x[m["index"]]).mean.detach().double().numpy()
+    ref = SkPCA(2).fit(z)
+    pts = np.stack([m["x"], m["y"]], 1)
+    np.testing.assert_allclose(np.abs(pts), np.abs(ref.transform(z)), atol=1e-4)  # up to sign per axis
+    info = client.get("/info").json()
+    share = [float(a.split("(")[1].split("%")[0]) for a in info["axes"]]
+    np.testing.assert_allclose(share, 100 * ref.explained_variance_ratio_, atol=0.51)
+
+
+def test_map_caps_and_seeds_the_points(run_dir):
+    a = create_app(run_dir, max_points=50).state.explorer
+    b = create_app(run_dir, max_points=50).state.explorer
+    assert len(a.indices) == 50 and a.indices.tolist() == b.indices.tolist()
+    assert a.indices.tolist() == sorted(set(a.indices.tolist()))
+
+
+# ---- examples and decode ------------------------------------------------------------------------
+
+
+def test_example_is_encoded_and_placed_on_the_map(client, model, split):
+    m = client.get("/map").json()
+    i = m["index"][7]
+    ex = client.get(f"/examples/{i}").json()
+    x, y = split
+    np.testing.assert_allclose(ex["z"], model.encode(x[i : i + 1]).mean[0].detach().numpy(), atol=1e-5)
+    assert ex["label"] == int(y[i]) and ex["index"] == i
+    np.testing.assert_allclose(ex["point"], [m["x"][7], m["y"][7]], atol=1e-5)
+    np.testing.assert_allclose(pixels(ex["image"]), x[i, 0].numpy(), atol=1 / 255)
+
+
+@pytest.mark.parametrize("index,status", [(10**6, 404), (-1, 404), ("abc", 422)])
+def test_example_bad_index(client, index, status):
+    r = client.get(f"/examples/{index}")
+    assert r.status_code == status
+    if status == 404:
+        assert "0..179" in detail(r)
+
+
+def test_decode_gives_the_likelihood_mean(client, model):
+    z = torch.linspace(-1.5, 1.5, 8)
+    r = client.post("/decode", json={"z": z.tolist()})
+    assert r.status_code == 200
+    expected = model.decode(z[None]).mean[0, 0].detach().numpy()
+    np.testing.assert_allclose(pixels(r.json()["image"]), expected, atol=0.5 / 255 + 1e-6)
+
+
+def test_decode_a_map_point_inverts_the_pca(client, model):
+    point = [0.7, -0.4]
+    r = client.post("/decode", json={"point": point}).json()
+    np.testing.assert_allclose(r["point"], point, atol=1e-5)  # the decoded latent lies back on the spot
+    ex = client.get(f"/examples/{client.get('/map').json()['index'][0]}").json()
+    # z = mean + p V: moving along the map moves z within the top-2 principal plane only
+    again = client.post("/decode", json={"point": ex["point"]}).json()
+    a, b = np.array(r["z"]), np.array(again["z"])
+    pca = client.app.state.explorer.projection
+    resid = (a - b) - ((a - b) @ pca.basis.T) @ pca.basis
+    np.testing.assert_allclose(resid, 0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"z": [0.0, 1.0]}, "latent space has 8 dimensions"),
+        ({"z": [0.0] * 8, "point": [0, 0]}, "exactly one of 'z' and 'point'"),
+        ({}, "exactly one of 'z' and 'point'"),
+        ({"z": [1e6] + [0.0] * 7}, "|z_i| <= 1000"),
+        ({"z": ["a"] + [0.0] * 7}, "z.0"),
+        ({"point": [1.0]}, "point"),
+        ({"z": [0.0] * 8, "label": 3}, "not conditional"),
+        ({"z": [0.0] * 8, "colour": 3}, "colour"),
+    ],
+)
+def test_decode_refuses_bad_requests(client, body, needle):
+    r = client.post("/decode", json=body)
+    assert r.status_code == 422
+    assert needle in detail(r)
+
+
+def test_decode_refuses_non_finite_and_non_json(client):
+    r = client.post("/decode", content=b'{"z": [NaN, 0, 0, 0, 0, 0, 0, 0]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "finite" in detail(r)
+    r = client.post("/decode", content=b"z=1", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+# ---- uploads -----------------------------------------------------------------------------------
+
+
+def test_encode_an_upload_matches_the_example(client):
+    ex = client.get("/examples/5").json()
+    png = base64.b64decode(ex["image"].split(",", 1)[1])  # binary digit: preprocessing leaves it as is
+    r = upload(client, "/encode", png)
+    assert r.status_code == 200
+    np.testing.assert_allclose(r.json()["z"], ex["z"], atol=1e-5)
+    np.testing.assert_allclose(r.json()["point"], ex["point"], atol=1e-5)
+    assert all(s > 0 for s in r.json()["std"])
+
+
+def test_upload_is_converted_to_the_models_input(client):
+    # a large RGBA image: transparent -> black, resized to 8 x 8, binarized (values 0 or 1 only)
+    rgba = np.zeros((80, 120, 4), np.uint8)
+    rgba[20:60, 40:80] = [255, 255, 255, 255]
+    seen = pixels(upload(client, "/encode", png_bytes(rgba, "RGBA")).json()["image"])
+    assert seen.shape == (8, 8) and set(np.unique(seen)) <= {0.0, 1.0}
+    assert seen[0].sum() == 0 and seen[4, 4] == 1.0
+    white = png_bytes(np.full((30, 30), 255, np.uint8))
+    assert pixels(upload(client, "/encode", white, invert="true").json()["image"]).sum() == 0
+    grey16 = io.BytesIO()
+    Image.fromarray(np.full((10, 10), 20000, np.uint16)).save(grey16, format="PNG")  # 16-bit, 31% grey
+    seen16 = client.app.state.explorer.upload(grey16.getvalue())
+    eight_bit = client.app.state.explorer.upload(png_bytes(np.full((10, 10), 78, np.uint8)))
+    assert torch.equal(seen16, eight_bit)  # 20000 / 257 = 78: scaled like 8-bit, not clipped
+    jpeg = io.BytesIO()
+    Image.new("RGB", (16, 16), (255, 255, 255)).save(jpeg, format="JPEG")
+    assert pixels(upload(client, "/encode", jpeg.getvalue(), "image/jpeg").json()["image"]).min() == 1.0
+
+
+def test_uploads_are_validated(client):
+    big = png_bytes(np.zeros((5000, 5000), np.uint8))
+    cases = [
+        (b"", "image/png", 422, "empty"),
+        (b"not an image", "image/png", 422, "not a readable image"),
+        (b"GIF89a....", "image/gif", 422, "not a readable image"),
+        (png_bytes(np.zeros((4, 4), np.uint8)), "text/plain", 415, "Content-Type"),
+        (big, "image/png", 422, "pixels"),
+        (b"x" * (MAX_UPLOAD_BYTES + 100_000), "image/png", 413, "larger than"),
+    ]
+    for path in ("/encode", "/reconstruct"):
+        for data, ctype, status, needle in cases:
+            r = upload(client, path, data, ctype)
+            assert r.status_code == status, (path, ctype, r.text)
+            assert needle in detail(r)
+    small = png_bytes(np.zeros((8, 8), np.uint8))
+    form = client.post("/encode", files={"file": ("d.png", small, "image/png")})
+    assert form.status_code == 415 and "not a form" in detail(form)
+
+
+def test_upload_limit_holds_without_content_length(client):
+    def chunks():
+        for _ in range(40):
+            yield b"\0" * 65536  # 2.5 MB, sent chunked
+
+    r = client.post("/encode", content=chunks(), headers={"content-type": "image/png"})
+    assert r.status_code == 413 and "larger than" in detail(r)
+
+
+def test_reconstruct_reports_elbo_and_importance_sampled_nll(client, model, split):
+    x, y = split
+    png = base64.b64decode(client.get("/examples/3").json()["image"].split(",", 1)[1])
+    r = upload(client, "/reconstruct", png, k=200)
+    assert r.status_code == 200
+    res = r.json()
+    ref = evaluate_elbo(model, x[3:4], None, batch_size=1, seed=0)
+    assert res["elbo"] == pytest.approx(ref["elbo"], abs=1e-4)
+    assert res["elbo"] == pytest.approx(-res["recon"] - res["kl"], abs=1e-4)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ll = float(model.log_likelihood(x[3:4], k=200)[0])
+    assert res["nll"] == pytest.approx(-ll, abs=1e-4) and res["k"] == 200
+    assert res["bits_per_dim"] == pytest.approx(res["nll"] / (64 * math.log(2)))
+    recon = model.reconstruct(x[3:4])[0, 0].numpy()
+    np.testing.assert_allclose(pixels(res["reconstruction"]), recon, atol=0.5 / 255 + 1e-6)
+    assert upload(client, "/reconstruct", png, k=200).json()["nll"] == res["nll"]  # seeded
+    for k in (0, 10**6):
+        bad = upload(client, "/reconstruct", png, k=k)
+        assert bad.status_code == 422 and "k:" in detail(bad)
+
+
+# ---- interpolate and samples --------------------------------------------------------------------
+
+
+def test_interpolate_linear_and_spherical(client):
+    e = np.eye(8)
+    body = {"a": {"z": (2 * e[0]).tolist()}, "b": {"z": (2 * e[1]).tolist()}, "steps": 5}
+    lin = client.post("/interpolate", json=body).json()
+    sph = client.post("/interpolate", json={**body, "path": "spherical"}).json()
+    zl, zs = np.array(lin["z"]), np.array(sph["z"])
+    assert len(lin["images"]) == 5 and lin["t"] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(zl[[0, -1]], [2 * e[0], 2 * e[1]], atol=1e-6)
+    np.testing.assert_allclose(np.diff(zl, axis=0), np.tile((2 * e[1] - 2 * e[0]) / 4, (4, 1)), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(zs, axis=1), 2.0, atol=1e-5)  # stays on the circle
+    np.testing.assert_allclose(zs[2], np.sqrt(2) * (e[0] + e[1]), atol=1e-5)
+    assert len(lin["points"]) == 5
+
+
+def test_interpolate_between_examples(client):
+    i, j = client.get("/map").json()["index"][:2]
+    r = client.post("/interpolate", json={"a": {"index": i}, "b": {"index": j}, "steps": 3}).json()
+    zi, zj = client.get(f"/examples/{i}").json()["z"], client.get(f"/examples/{j}").json()["z"]
+    np.testing.assert_allclose(r["z"][0], zi, atol=1e-5)
+    np.testing.assert_allclose(r["z"][1], (np.array(zi) + zj) / 2, atol=1e-5)
+    assert r["label"] is None
+
+
+def test_interpolate_fallbacks():
+    a = torch.tensor([1.0, 0.0])
+    for b in (torch.tensor([3.0, 0.0]), torch.zeros(2)):  # parallel, or a zero end: the straight line
+        straight = interpolate_latents(a, b, 3, "linear")
+        np.testing.assert_allclose(interpolate_latents(a, b, 3, "spherical"), straight)
+
+
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        ({"steps": 1}, 422, "steps"),
+        ({"steps": 33}, 422, "steps"),
+        ({"path": "cubic"}, 422, "path"),
+        ({"a": {"index": 0, "z": [0.0] * 8}}, 422, "exactly one of 'index' and 'z'"),
+        ({"a": {"index": 999}}, 404, "no example #999"),
+        ({"b": {"z": [0.0] * 3}}, 422, "8 dimensions"),
+        ({"label": 2}, 422, "not conditional"),
+    ],
+)
+def test_interpolate_refuses_bad_requests(client, body, status, needle):
+    r = client.post("/interpolate", json={"a": {"index": 0}, "b": {"index": 1}, **body})
+    assert r.status_code == status and needle in detail(r)
+
+
+def test_samples_are_seeded(client):
+    a = client.get("/samples", params={"n": 5, "seed": 3}).json()
+    assert len(a["images"]) == 5 and a["labels"] is None and a["columns"] == 3
+    assert a == client.get("/samples", params={"n": 5, "seed": 3}).json()
+    assert a["images"] != client.get("/samples", params={"n": 5, "seed": 4}).json()["images"]
+    bad = (({"n": 0}, "n:"), ({"n": 257}, "n:"), ({"seed": -1}, "seed"), ({"label": 1}, "conditional"))
+    for params, needle in bad:
+        r = client.get("/samples", params=params)
+        assert r.status_code == 422 and needle in detail(r)
+
+
+# ---- a conditional model --------------------------------------------------------------------------
+
+
+def test_conditional_samples_one_row_per_class(cond_client):
+    full = cond_client.get("/samples", params={"n": 3, "seed": 1}).json()
+    assert len(full["images"]) == 30 and full["columns"] == 3
+    assert full["labels"] == [c for c in range(10) for _ in range(3)]
+    four = cond_client.get("/samples", params={"n": 3, "seed": 1, "label": 4}).json()
+    assert four["images"] == full["images"][12:15] and four["labels"] == [4, 4, 4]  # the same latents
+    assert cond_client.get("/samples", params={"n": 3, "label": 10}).status_code == 422
+    r = cond_client.get("/samples", params={"n": 30})
+    assert r.status_code == 422 and "more than 256" in detail(r)
+
+
+def test_conditional_model_needs_and_uses_labels(cond_client, cond_run):
+    model = vaekit.load(cond_run)
+    x, y = load_split(cond_run, "test")
+    z = [0.0] * 8
+    r = cond_client.post("/decode", json={"z": z})
+    assert r.status_code == 422 and "conditional model" in detail(r)
+    assert cond_client.post("/decode", json={"z": z, "label": 10}).status_code == 422
+    for c in (2, 7):
+        img = pixels(cond_client.post("/decode", json={"z": z, "label": c}).json()["image"])
+        expected = model.decode(torch.zeros(1, 8), torch.tensor([c])).mean[0, 0].detach().numpy()
+        np.testing.assert_allclose(img, expected, atol=0.5 / 255 + 1e-6)
+    ex = cond_client.get("/examples/4").json()
+    assert ex["label"] == int(y[4])
+    np.testing.assert_allclose(ex["z"], model.encode(x[4:5], y[4:5]).mean[0].detach().numpy(), atol=1e-5)
+    r = cond_client.post("/interpolate", json={"a": {"index": 4}, "b": {"index": 5}, "steps": 2}).json()
+    assert r["label"] == int(y[4])
+    png = base64.b64decode(ex["image"].split(",", 1)[1])
+    assert upload(cond_client, "/encode", png).status_code == 422
+    z4 = upload(cond_client, "/encode", png, label=int(y[4])).json()["z"]
+    np.testing.assert_allclose(z4, ex["z"], atol=1e-5)
+    assert upload(cond_client, "/reconstruct", png, label=int(y[4]), k=10).status_code == 200
+
+
+# ---- the page, the schema and the boundaries -------------------------------------------------------
+
+
+def test_openapi_documents_the_api(client):
+    doc = client.get("/openapi.json").json()
+    for path in ("/decode", "/encode", "/interpolate", "/samples", "/map", "/info", "/reconstruct",
+                 "/examples/{index}"):
+        assert path in doc["paths"], path
+    assert "image/*" in doc["paths"]["/encode"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 404  # Swagger UI would load scripts from a CDN
+
+
+def test_page_and_assets_are_served_and_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for name in ("app.js", "style.css", "index.html"):
+        assert client.get(f"/static/{name}").status_code == 200
+        text = (STATIC_DIR / name).read_text()
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//""", text)
+        assert "@import" not in text
+        assert not re.search(r"""fetch\(\s*["'`]https?:""", text)
+
+
+def test_no_files_outside_the_static_folder(client):
+    for path in ("/static/../explorer.py", "/static/%2e%2e/explorer.py", "/static/..%2fapp.py",
+                 "/static//etc/passwd", "/config.json", "/model.safetensors"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+
+
+def test_requests_naming_another_host_are_refused(run_dir):
+    c = TestClient(create_app(run_dir, max_points=20, allowed_hosts=["127.0.0.1", "localhost"]))
+    assert c.get("/info").status_code == 400  # the test client says Host: testserver
+    assert c.get("/info", headers={"host": "127.0.0.1:8000"}).status_code == 200
+
+
+# ---- projections and the command line ---------------------------------------------------------------
+
+
+def test_projections_and_their_inverses():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 5)) * [3, 2, 0.1, 0.1, 0.1]
+    pca = fit_projection(z, "auto")
+    assert isinstance(pca, PCA) and pca.explained[0] > pca.explained[1] > 0.3
+    p = rng.normal(size=(4, 2))
+    np.testing.assert_allclose(pca.transform(pca.inverse(p)), p, atol=1e-10)
+    two = fit_projection(z[:, :2], "auto")
+    assert two.method == "latent" and np.array_equal(two.transform(z[:, :2]), z[:, :2])
+    one = fit_projection(z[:, :1], "pca")
+    assert np.allclose(one.transform(z[:, :1])[:, 1], 0) and one.inverse(p).shape == (4, 1)
+    with pytest.raises(ConfigError, match="projection"):
+        fit_projection(z, "tsne")
+
+
+def test_umap_is_used_when_installed(monkeypatch, run_dir):
+    class FakeUMAP:  # stands in for umap.UMAP: a fixed linear map, so the numbers can be checked
+        def __init__(self, n_components, random_state):
+            self.w = np.eye(8)[:2]
+
+        def fit(self, z):
+            self.embedding_ = z @ self.w.T
+            return self
+
+        def transform(self, z):
+            return z @ self.w.T
+
+        def inverse_transform(self, p):
+            return p @ self.w
+
+    fake = types.ModuleType("umap")
+    fake.UMAP = FakeUMAP
+    fake.__spec__ = importlib.machinery.ModuleSpec("umap", None)
+    monkeypatch.setitem(sys.modules, "umap", fake)
+    c = TestClient(create_app(run_dir, max_points=30))
+    assert c.get("/map").json()["projection"] == "umap"
+    r = c.post("/decode", json={"point": [0.5, -1.0]}).json()
+    assert r["z"] == pytest.approx([0.5, -1.0] + [0.0] * 6) and r["point"] is None
+
+
+def test_umap_asked_for_but_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)
+    with pytest.raises(ConfigError, match="umap-learn"):
+        fit_projection(np.zeros((10, 4)), "umap")
+
+
+def test_cli_serve_fails_early_on_a_taken_port(run_dir, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ConfigError, match="cannot listen"):
+            check_port("127.0.0.1", port)
+        assert main(["serve", str(run_dir), "--port", str(port)]) == 2
+    assert "cannot listen" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--help"])
+    assert e.value.code == 0
