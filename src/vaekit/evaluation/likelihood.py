@@ -1,0 +1,150 @@
+"""Importance-sampled log-likelihood (Burda et al. 2015), chunked over examples and samples.
+
+    log p(x) ~= logsumexp_{j<K} log w_j - log K,   log w_j = log p(x|z_j) + log p(z_j) - log q(z_j|x),
+    z_j ~ q(z|x)
+
+Only the model's forward contract is used (``model(x, y, k) -> Terms`` and ``Terms.log_weights()``), so
+every posterior / prior / likelihood works, with or without an analytic KL. Each forward call sees
+``batch_size`` examples and ``sample_chunk`` samples (memory ~ their product; by default about
+ROWS_PER_CALL rows); the K log-weights of an example batch are kept in float64 ([K, batch] numbers)
+and reduced with logsumexp there. The noise
+of example i, sample j depends only on (seed, i, j) (``CounterNoise``), so the estimate is the same for
+any chunk sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from vaekit.errors import ConfigError
+from vaekit.evaluation.noise import CounterNoise
+from vaekit.objectives import Terms
+
+IWAE_KS = (1, 5, 50, 500, 5000)  # the k of the reported IWAE bounds (those <= K, plus K itself)
+# default rows (examples x samples) per forward call: cache-sized on a CPU, large on a GPU
+ROWS_PER_CALL = {"cpu": 1024, "cuda": 32768}
+
+
+@dataclass
+class ImportanceSamples:
+    """Per-example numbers from one set of K posterior samples (float64, nats)."""
+
+    log_px: torch.Tensor  # [N] logsumexp_K log w - log K
+    bounds: dict[int, torch.Tensor]  # k -> [N] k-sample IWAE bound, mean over the K // k disjoint groups
+    recon: torch.Tensor  # [N] -mean_K log p(x|z)
+    kl: torch.Tensor  # [N] the model's KL (analytic when it has one, else mean_K log q - log p)
+    kl_dims: torch.Tensor | None  # [N, d] the model's per-dimension KL, when it gives one
+    kl_layers: torch.Tensor | None  # [N, L] KL per stochastic layer of a hierarchical model
+    chunk_invariant: bool  # every random draw came from CounterNoise
+
+
+def iwae_ks(k: int) -> list[int]:
+    """The k of the IWAE bounds reported with K samples: 1, 5, 50, 500, 5000 up to K, and K."""
+    return sorted({j for j in IWAE_KS if j <= k} | {k})
+
+
+def group_bounds(lw: torch.Tensor, k: int) -> torch.Tensor:
+    """k-sample IWAE bound from log-weights [K, B]: the K // k disjoint groups of k consecutive samples
+    each give logsumexp - log k; their mean is an unbiased estimate of the bound, [B]."""
+    groups = lw.shape[0] // k
+    return (torch.logsumexp(lw[: groups * k].view(groups, k, -1), 1) - math.log(k)).mean(0)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def chunk_sizes(
+    k: int, batch_size: int | None, sample_chunk: int | None, device: torch.device
+) -> tuple[int, int]:
+    """(examples, samples) per forward call. What is not given fills about ROWS_PER_CALL rows, samples
+    first (one example's samples share its encoder pass), then examples."""
+    for name, v in (("nll samples (K)", k), ("batch size", batch_size), ("sample chunk", sample_chunk)):
+        if v is not None and v < 1:
+            raise ConfigError(f"the {name} must be >= 1, got {v}", f"pass a positive {name}")
+    rows = ROWS_PER_CALL.get(device.type, ROWS_PER_CALL["cpu"])
+    if sample_chunk is None:
+        sample_chunk = rows if batch_size is None else max(1, rows // batch_size)
+    sample_chunk = min(k, sample_chunk)
+    return batch_size or max(1, rows // sample_chunk), sample_chunk
+
+
+def _forward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, first: int, start: int, k: int,
+             seed: int, devices: list[torch.device]) -> tuple[Terms, bool]:
+    """Terms for examples first.. with samples start..start+k-1 under CounterNoise; and whether every
+    draw was replaced. Draws it cannot replace get torch's generator seeded from the chunk alone."""
+    chunk_seed = hash((seed, first, start)) % 2**63
+    with torch.random.fork_rng(devices=devices), CounterNoise(seed, first, xb.shape[0], start, k) as noise:
+        torch.default_generator.manual_seed(chunk_seed)
+        if devices:
+            torch.cuda.manual_seed(chunk_seed)
+        return model(xb, yb, k), noise.replaced
+
+
+@torch.no_grad()
+def importance_sample(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    k: int = 1000,
+    batch_size: int | None = None,
+    sample_chunk: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> ImportanceSamples:
+    """Draw K posterior samples per example in chunks and reduce them to log p(x), the IWAE bounds of
+    ``iwae_ks(K)``, and the ELBO parts, all from the same samples."""
+    n = x.shape[0]
+    device = model_device(model)
+    batch_size, chunk = chunk_sizes(k, batch_size, sample_chunk, device)
+    devices = [device] if device.type == "cuda" else []
+    log_px = torch.empty(n, dtype=torch.float64)
+    bounds = {j: torch.empty(n, dtype=torch.float64) for j in iwae_ks(k)}
+    recon = torch.zeros(n, dtype=torch.float64)
+    kl = torch.zeros(n, dtype=torch.float64)
+    parts: dict[str, torch.Tensor] = {}  # kl_dims, kl_layers: KL parts, when the model gives them
+    invariant = True
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=n * k, disable=not progress, unit="sample", unit_scale=True, file=sys.stderr,
+               desc=f"log p(x), K={k}")
+    try:
+        for first in range(0, n, batch_size):
+            xb = x[first : first + batch_size].to(device)
+            yb = None if y is None else y[first : first + batch_size].to(device)
+            rows = slice(first, first + xb.shape[0])
+            lw = torch.empty(k, xb.shape[0], dtype=torch.float64)
+            for start in range(0, k, chunk):
+                kk = min(chunk, k - start)
+                t, replaced = _forward(model, xb, yb, first, start, kk, seed, devices)
+                invariant = invariant and replaced
+                lw[start : start + kk] = t.log_weights().double().cpu()
+                recon[rows] -= t.log_px_z.double().sum(0).cpu()
+                kl[rows] += t.kl.double().cpu() * kk
+                for name in ("kl_dims", "kl_layers"):
+                    part = getattr(t, name, None)
+                    if part is not None:
+                        parts.setdefault(name, torch.zeros(n, part.shape[-1], dtype=torch.float64))
+                        parts[name][rows] += part.double().cpu() * kk
+                bar.update(xb.shape[0] * kk)
+            log_px[rows] = torch.logsumexp(lw, 0) - math.log(k)
+            for j, bound in bounds.items():
+                bound[rows] = group_bounds(lw, j)
+    finally:
+        bar.close()
+        model.train(was_training)
+    kl_dims, kl_layers = (parts[name] / k if name in parts else None for name in ("kl_dims", "kl_layers"))
+    return ImportanceSamples(log_px, bounds, recon / k, kl / k, kl_dims, kl_layers, invariant)
+
+
+__all__ = ["IWAE_KS", "ImportanceSamples", "group_bounds", "importance_sample", "iwae_ks"]
