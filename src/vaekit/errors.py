@@ -30,3 +30,11 @@ class CheckpointError(VaekitError):
 
 class DownloadError(VaekitError):
     """A data file that could not be downloaded or failed its checksum."""
+
+
+class DiskFullError(VaekitError):
+    """The disk filled up while vaekit wrote a file; the previous version of the file is intact."""
+
+
+class DivergenceError(VaekitError):
+    """Training kept producing non-finite losses or gradients, even after rolling back."""

@@ -1,74 +1,206 @@
 """Atomic, pickle-free persistence: safetensors for tensors, JSON (in the safetensors header or a
-side file) for everything else. A write either lands whole or leaves the previous file in place."""
+side file) for everything else.
+
+A write goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over
+the target: it either lands whole or leaves the previous file in place. Every tensor file carries a
+SHA-256 checksum of its tensors and metadata, so a damaged file is refused instead of loaded.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, DiskFullError
 
 FORMAT_VERSION = 1
+_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp(prefix=".NAME.", suffix=".tmp") makes
+_NOT_VAEKIT = "vaekit reads only the model.safetensors / checkpoint.safetensors files it wrote itself"
+
+
+@functools.cache
+def _file_mode() -> int:
+    """0o666 minus the umask: what open() would give a new file (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def as_disk_full(e: OSError, path: str | Path) -> DiskFullError | None:
+    """The DiskFullError for an OSError that means 'no space left' (ENOSPC, EDQUOT), else None."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return DiskFullError(
+        f"the disk is full: writing {path} failed ({e.strerror}); the previous version of "
+        f"{Path(path).name} is intact",
+        "free some disk space (or use a folder on another disk) and run the command again; "
+        "an interrupted training run continues with 'vaekit resume RUN_DIR'",
+    )
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: Path) -> Iterator[None]:
+    """Turn 'no space left' while writing ``path`` into a DiskFullError."""
+    try:
+        yield
+    except OSError as e:
+        full = as_disk_full(e, path)
+        if full is None:
+            raise
+        raise full from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync it, then rename over ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with disk_full_as_error(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), _file_mode())
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temporary files that a killed process left behind in ``folder``; return them."""
+    stale = [p for p in Path(folder).iterdir() if _TEMP.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def _digest(tensors: dict[str, torch.Tensor], fields: dict[str, str]) -> str:
+    """SHA-256 over the header fields and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for k in sorted(fields):
+        h.update(f"{k}={fields[k]}\0".encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
-    """Save tensors (contiguous CPU copies) with JSON-able metadata in the safetensors header."""
+    """Save tensors (contiguous CPU copies) with JSON-able metadata and a checksum in the header.
+
+    Refuses (CheckpointError, nothing written) when a floating tensor holds NaN or inf, so a
+    diverged model never replaces a good file.
+    """
+    path = Path(path)
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    header = {"format_version": str(FORMAT_VERSION)}
-    if meta is not None:
-        header["meta"] = json.dumps(meta)
+    for name, t in flat.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"refusing to write {path}: {name} holds NaN or infinite values; the previous "
+                f"{path.name} is kept",
+                "training diverged: lower train.lr, set train.grad_clip, or check the data",
+            )
+    fields = {"format_version": str(FORMAT_VERSION), "meta": json.dumps(meta or {})}
+    header = {**fields, "sha256": _digest(flat, fields)}
     atomic_write_bytes(path, st_save(flat, metadata=header))
 
 
+def _corrupt(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is {what}",
+        "the file is damaged or not from vaekit: use an intact copy (e.g. from a backup) or retrain",
+    )
+
+
+def _data_size(header: object) -> int:
+    """Bytes of tensor data a safetensors header promises (0 when it cannot say)."""
+    try:
+        return max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return 0
+
+
+def _header_fields(path: Path, data: bytes) -> dict[str, str]:
+    """The vaekit fields of a safetensors header, checked before any tensor is parsed."""
+    if len(data) < 8:
+        raise _corrupt(path, f"truncated ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if not 2 <= n <= len(data) - 8:
+        raise _corrupt(path, "truncated or not a safetensors file (bad header length)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (ValueError, UnicodeDecodeError):
+        raise _corrupt(path, "not a safetensors file (its header is not JSON)") from None
+    size = 8 + n + _data_size(header)
+    if len(data) < size:
+        raise _corrupt(path, f"truncated ({len(data)} of {size} bytes)")
+    fields = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(fields, dict) or "format_version" not in fields:
+        raise CheckpointError(
+            f"{path} was not written by vaekit (its header has no vaekit fields)", _NOT_VAEKIT
+        )
+    if fields["format_version"] != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} was written by an incompatible vaekit (file format {fields['format_version']!r}; "
+            f"this vaekit reads format {FORMAT_VERSION})",
+            "load it with the vaekit version that wrote it, or retrain",
+        )
+    if not isinstance(fields.get("sha256"), str) or not isinstance(fields.get("meta"), str):
+        raise _corrupt(path, "missing its checksum or metadata")
+    return fields
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a file written by ``save_tensors``; any damage becomes a CheckpointError."""
+    """Load a file written by ``save_tensors``; a missing, damaged or foreign file becomes a
+    CheckpointError (nothing is ever unpickled)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist", "check the run folder, or train first")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read ({e.strerror})", "check its permissions") from None
+    fields = _header_fields(path, data)
     try:
         tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
-        meta = json.loads(header["meta"]) if "meta" in header else {}
-    except (SafetensorError, ValueError, KeyError, UnicodeDecodeError, OverflowError) as e:
-        raise CheckpointError(
-            f"{path} is not a readable vaekit safetensors file ({type(e).__name__}: {e})",
-            "the file is truncated, corrupt or not from vaekit; use an earlier checkpoint or retrain",
-        ) from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: B036 - the Rust parser's PanicException derives from BaseException
+        raise _corrupt(path, f"corrupt ({type(e).__name__}: {e})") from None
+    stored = fields.pop("sha256")
+    if _digest(tensors, fields) != stored:
+        raise _corrupt(path, "corrupt: its checksum does not match its contents")
+    try:
+        meta = json.loads(fields["meta"])
+    except ValueError:
+        raise _corrupt(path, "corrupt (its metadata is not JSON)") from None
+    if not isinstance(meta, dict):
+        raise _corrupt(path, "corrupt (its metadata is not a JSON object)")
     return tensors, meta
 
 

@@ -62,7 +62,7 @@ def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
     try:
         doc = json.loads(path.read_text())
         version = doc["format_version"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(
             f"{path} is corrupt or not written by vaekit", "restore it from a backup or retrain"
         ) from None
