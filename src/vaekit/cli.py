@@ -1,4 +1,4 @@
-"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode``.
+"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode | serve``.
 
 Thin by design: it parses arguments, calls the library and turns ``VaekitError`` into a short
 message (``--debug`` shows the traceback).
@@ -79,12 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     r.add_argument("run_dir")
 
-    e = sub.add_parser("evaluate", help="print a split's ELBO and its parts",
+    e = sub.add_parser("evaluate", help="ELBO, importance-sampled NLL, bits/dim, IWAE bounds, latent use",
+                       description="Evaluate a run on a split (nats per example); the numbers go into "
+                       "the run's evaluation.json and report.md with two figures.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("run_dir")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--batch-size", type=int, default=1000, help="examples per batch")
-    e.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
+    e.add_argument("--nll-samples", type=int, default=1000, metavar="K",
+                   help="importance samples per example for -log p(x) (5000 to compare with papers)")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="examples per forward call (default: fill about 1024 rows on a CPU, 32768 on a GPU)")
+    e.add_argument("--sample-chunk", type=int, default=None,
+                   help="samples per forward call (default: as many as fit those rows, at most K)")
+    e.add_argument("--seed", type=int, default=0,
+                   help="seed of the posterior samples (same seed, same numbers for any chunk sizes)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("sample", help="draw samples from the model's prior",
@@ -111,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--split", default="test", choices=["train", "valid", "test"])
     n.add_argument("-o", "--output", required=True, help=".npy file")
     n.add_argument("--batch-size", type=int, default=1000)
+
+    v = sub.add_parser("serve", help="open the latent-space explorer web page for a run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    v.add_argument("run_dir")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 exposes it to the network)")
+    v.add_argument("--port", type=int, default=8000, help="port to listen on")
+    v.add_argument("--projection", default="auto", choices=["auto", "pca", "umap"],
+                   help="2-D map of a latent with more than 2 dimensions (auto: UMAP if installed, else PCA)")
+    for command in sub.choices.values():  # accept --debug after the sub-command too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
     return p
 
 
@@ -141,7 +162,11 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
 def cmd_resume(ns: argparse.Namespace) -> int:
     from vaekit.training.trainer import Trainer
 
-    Trainer.resume(ns.run_dir).fit()
+    trainer = Trainer.resume(ns.run_dir)
+    st = trainer.state
+    print(f"Resuming {ns.run_dir} at epoch {st.epoch + 1}/{trainer.cfg.train.epochs}, batch {st.batch}, "
+          f"step {st.step}", file=sys.stderr)
+    trainer.fit()
     print(f"Run completed in {ns.run_dir}")
     return 0
 
@@ -149,12 +174,18 @@ def cmd_resume(ns: argparse.Namespace) -> int:
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     from vaekit.api import evaluate
 
-    res = evaluate(ns.run_dir, split=ns.split, batch_size=ns.batch_size, seed=ns.seed)
+    res = evaluate(ns.run_dir, split=ns.split, batch_size=ns.batch_size, seed=ns.seed,
+                   nll_samples=ns.nll_samples, sample_chunk=ns.sample_chunk, device=ns.device,
+                   progress=sys.stderr.isatty())
     if ns.json:
         print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+        return 0
+    for k, v in res.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b:.4f}" if isinstance(b, float) else f"{a}: {b}" for a, b in v.items())
+        elif isinstance(v, list):
+            v = "[" + ", ".join(f"{b:.3f}" for b in v) + "]"
+        print(f"{k:>24}: {v:.4f}" if isinstance(v, float) else f"{k:>24}: {v}")
     return 0
 
 
@@ -218,6 +249,23 @@ def cmd_encode(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from vaekit.server import serve
+
+    serve(ns.run_dir, host=ns.host, port=ns.port, projection=ns.projection)
+    return 0
+
+
+def _os_error(e: OSError) -> VaekitError:
+    """A file-system error (permissions, missing folder, full disk) as a short message."""
+    from vaekit.training.checkpoint import as_disk_full
+
+    where = f" ({e.filename})" if e.filename else ""
+    return as_disk_full(e, e.filename or "a file") or VaekitError(
+        f"{e.strerror or e}{where}", "check the path, its permissions and the free disk space"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -233,13 +281,15 @@ def main(argv: list[str] | None = None) -> int:
             "sample": cmd_sample,
             "reconstruct": cmd_reconstruct,
             "encode": cmd_encode,
+            "serve": cmd_serve,
         }[ns.command](ns)
-    except VaekitError as e:
+    except (VaekitError, OSError) as e:
         if ns.debug:
             raise
-        print(f"vaekit: error: {e.problem}", file=sys.stderr)
-        if e.fix:
-            print(f"  fix: {e.fix}", file=sys.stderr)
+        err = e if isinstance(e, VaekitError) else _os_error(e)
+        print(f"vaekit: error: {err.problem}", file=sys.stderr)
+        if err.fix:
+            print(f"  fix: {err.fix}", file=sys.stderr)
         print("  (run with --debug for the full traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

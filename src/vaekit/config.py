@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,17 +39,24 @@ class DataConfig:
 class ModelConfig:
     """The parts of the VAE: backbone, posterior, prior and likelihood."""
 
+    kind: str = "vae"  # vae | hierarchical (top-down stochastic layers of sizes model.latent_dims)
     latent_dim: int = 16
-    net: str = "auto"  # auto | mlp | conv
-    hidden: list[int] = field(default_factory=lambda: [512, 256])  # MLP widths (conv: head width)
+    latent_dims: list[int] = field(default_factory=list)  # hierarchical: units per layer, top layer first
+    net: str = "auto"  # auto | mlp | conv | resnet (28x28, 32x32; auto's choice for hierarchical)
+    hidden: list[int] = field(default_factory=lambda: [512, 256])  # MLP widths (conv, resnet: head width)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv channels per stride-2 stage
+    res_blocks: int = 1  # resnet: residual blocks after each stride-2 stage
     activation: str = "relu"  # relu | gelu | elu | silu | tanh
     likelihood: str = "bernoulli"  # bernoulli | gaussian | logistic-mixture
     likelihood_scale: str = "global"  # gaussian: fixed | global | per-pixel
     likelihood_sigma: float = 0.1  # gaussian: the fixed or initial standard deviation
     mixture_components: int = 5  # logistic-mixture: components per dimension
-    prior: str = "normal"  # normal
-    posterior: str = "gaussian"  # gaussian (diagonal, reparameterized)
+    prior: str = "normal"  # normal | mog (learned Gaussian mixture) | vamp (VampPrior: pseudo-inputs)
+    prior_components: int = 50  # mog: mixture components; vamp: pseudo-inputs
+    posterior: str = "gaussian"  # gaussian (diagonal, reparameterized) | iaf (+ autoregressive flow)
+    flow_steps: int = 2  # iaf: autoregressive flow steps
+    flow_hidden: int = 256  # iaf: width of the two masked hidden layers of each step
+    flow_context: int = 32  # iaf: size of the context vector h the encoder passes to every step
     conditional: bool = False  # condition encoder and decoder on the label y (CVAE)
 
 
@@ -61,6 +69,9 @@ class ObjectiveConfig:
     warmup_epochs: float = 0.0  # linear KL warm-up from 0 to beta over this many epochs
     free_bits: float = 0.0  # nats per latent dimension that are not penalized (0 = off)
     samples: int = 1  # posterior samples per example (k of the IWAE bound)
+    tc_weight: float = 0.0  # beta-TCVAE: extra weight on the total correlation of q(z) (0 = off)
+    mmd_weight: float = 0.0  # InfoVAE / WAE: weight of MMD(aggregate posterior q(z), prior p(z)) (0 = off)
+    mmd_kernel: str = "imq"  # MMD kernel: imq (inverse multiquadric) | rbf; scale 2 * latent_dim
 
 
 @dataclass
@@ -80,6 +91,29 @@ class TrainConfig:
     num_samples: int = 64  # images in the sample grid
     threads: int = 0  # torch CPU threads (0 = torch's default)
     progress: bool = True  # show a progress bar
+    max_bad_steps: int = 20  # non-finite steps in a row before rolling back to the last checkpoint
+    max_rollbacks: int = 3  # rollbacks (each lowers the learning rate) before training stops with an error
+    lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
+    precision: str = "auto"  # auto (bf16 autocast where the hardware is fast at it) | fp32 | bf16
+    compile: str = "auto"  # torch.compile: auto (on for CUDA, CPU runs >= 50000 steps) | on | off
+    streaming: bool = False  # read training images from disk each epoch (folder: data larger than RAM)
+    num_workers: int = 2  # streaming: DataLoader worker processes decoding images
+
+    def __post_init__(self) -> None:
+        at_least = {"epochs": 0, "batch_size": 1, "eval_batch_size": 1, "early_stop_patience": 0,
+                    "checkpoint_every": 0, "num_samples": 1, "threads": 0, "max_bad_steps": 1,
+                    "max_rollbacks": 0, "weight_decay": 0, "grad_clip": 0, "num_workers": 0}
+        for name, low in at_least.items():
+            _require(f"train.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
+        _require("train.lr", self.lr, self.lr > 0, "> 0")
+        _require("train.lr_backoff", self.lr_backoff, 0 < self.lr_backoff <= 1, "in (0, 1]")
+
+
+def _require(key: str, value: Any, ok: bool, what: str) -> None:
+    """ConfigError unless ``ok`` holds and a float ``value`` is finite."""
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"config key '{key}' must be a finite number {what}, got {value!r}",
+                          f"set {key} to a value {what}")
 
 
 @dataclass
@@ -96,7 +130,11 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        return _build(cls, d, "")
+        from vaekit.objectives import check_objective  # imported here: it brings in torch
+
+        cfg = _build(cls, d, "")
+        check_objective(cfg.objective, cfg.model)
+        return cfg
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -156,6 +194,8 @@ def _convert(value: Any, t: Any, key: str) -> Any:
             f"config key '{key}' expects {t.__name__}, got {value!r} ({type(value).__name__})",
             f"give '{key}' a value of type {t.__name__}",
         )
+    if t is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}", "give a finite value")
     return t(value)
 
 
@@ -170,7 +210,7 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
     kwargs = {}
     for k, v in d.items():
         if k not in names:
-            raise _unknown(prefix + str(k), all_keys())
+            raise _unknown(prefix + str(k), [prefix + n for n in sorted(names)] + all_keys())
         t = hints[k]
         if dataclasses.is_dataclass(t):
             kwargs[k] = _build(t, v, f"{prefix}{k}.")

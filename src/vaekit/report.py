@@ -20,6 +20,12 @@ from vaekit.training.checkpoint import atomic_write_text
 from vaekit.viz import save_curves, save_grid, save_pairs
 
 EVALUATION = "evaluation.json"
+# the report's evaluation table, in this order (nats per example, except bpd, counts and seed)
+EVALUATION_KEYS = ("elbo", "recon", "kl", "nll", "nll_sem", "bpd", "active_units", "K", "n", "seed")
+EVALUATION_PLOTS = {
+    "evaluation-iwae.png": "IWAE bound against k",
+    "evaluation-kl.png": "KL per latent dimension",
+}
 
 
 def sample_images(model: VAE, n: int, seed: int, num_classes: int | None) -> torch.Tensor:
@@ -46,11 +52,30 @@ def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: tor
         np.save(out / "samples.npy", samples.cpu().numpy())
     if len(data.test):
         test = evaluate_elbo(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
-        record_evaluation(out, "test", test)
+        layers = layer_kl(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
+        record_evaluation(out, "test", test | layers)
     records = read_metrics_safe(out / rd.METRICS)
     if records:
         save_curves(records, out / "curves.png")
     render_report(out)
+
+
+@torch.no_grad()
+def layer_kl(
+    model: VAE, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int
+) -> dict[str, Any]:
+    """{"kl_layers": mean KL(q_l || p_l) per stochastic layer, top first} in nats per example for a
+    hierarchical model (one posterior walk per example, drawn under ``seed``); {} for a plain VAE."""
+    if not getattr(model, "latent_dims", None):
+        return {}
+    device = next(model.parameters()).device
+    total = torch.zeros(len(model.latent_dims), dtype=torch.float64, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i in range(0, x.shape[0], batch_size):
+            yb = None if y is None else y[i : i + batch_size].to(device)
+            total += model(x[i : i + batch_size].to(device), yb).kl_layers.sum(0).double()
+    return {"kl_layers": (total / x.shape[0]).tolist()}
 
 
 def read_metrics_safe(path: Path) -> list[dict[str, Any]]:
@@ -68,7 +93,40 @@ def record_evaluation(out: Path, split: str, metrics: dict[str, Any]) -> None:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v)
+
+
+def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
+    """The evaluation table, then per split its IWAE bounds, bits/dim convention and notes."""
+    keys = [k for k in EVALUATION_KEYS if any(k in v for v in evaluation.values())]
+    lines = ["## Final evaluation", "", "| split | " + " | ".join(keys) + " |"]
+    lines.append("|---" * (len(keys) + 1) + "|")
+    for split, vals in evaluation.items():
+        lines.append(f"| {split} | " + " | ".join(_fmt(vals.get(k, "")) for k in keys) + " |")
+    lines.append("")
+    for split, vals in evaluation.items():
+        if "iwae_bounds" in vals:
+            bounds = ", ".join(f"L_{k} = {v:.3f}" for k, v in vals["iwae_bounds"].items())
+            lines += [f"IWAE bounds on {split} from the same K = {vals['K']} samples (seed {vals['seed']}): "
+                      f"{bounds}; nll = -L_K.", ""]
+        if vals.get("bpd_convention"):
+            lines += [f"Bits/dim on {split}: {vals['bpd_convention']}.", ""]
+        for key, text in vals.get("notes", {}).items():
+            lines += [f"Note ({split}, {key}): {text}.", ""]
+    return lines
+
+
+def _layer_kl_lines(evaluation: dict[str, Any], dims: list[int]) -> list[str]:
+    """A table of KL per stochastic layer for the splits that have one (hierarchical models)."""
+    rows = {split: v["kl_layers"] for split, v in evaluation.items() if v.get("kl_layers")}
+    if not rows:
+        return []
+    n = len(dims)
+    heads = [f"z_{n - i}{' (top)' if i == 0 else ''}, {d} units" for i, d in enumerate(dims)]
+    lines = ["## KL per stochastic layer", "", "| split | " + " | ".join(heads) + " |"]
+    lines.append("|---" * (n + 1) + "|")
+    lines += [f"| {split} | " + " | ".join(f"{v:.3f}" for v in kls) + " |" for split, kls in rows.items()]
+    return [*lines, ""]
 
 
 def render_report(out: Path) -> Path:
@@ -78,11 +136,12 @@ def render_report(out: Path) -> Path:
     records = read_metrics_safe(out / rd.METRICS)
     evaluation = json.loads((out / EVALUATION).read_text()) if (out / EVALUATION).is_file() else {}
     m = cfg.model
+    latent = m.latent_dims if m.kind == "hierarchical" else m.latent_dim
     lines = [
         f"# vaekit run: {out.name}",
         "",
         f"Data **{info.name}** ({' x '.join(map(str, info.event_shape))}, binarize={cfg.data.binarize}); "
-        f"model: {m.net} backbone, latent {m.latent_dim}, {m.posterior} posterior, {m.prior} prior, "
+        f"model: {m.kind}, {m.net} backbone, latent {latent}, {m.posterior} posterior, {m.prior} prior, "
         f"{m.likelihood} likelihood; objective {cfg.objective.name} (beta={cfg.objective.beta}, "
         f"k={cfg.objective.samples}); {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
         f"lr {cfg.train.lr}, seed {cfg.train.seed}.",
@@ -91,12 +150,8 @@ def render_report(out: Path) -> Path:
         "",
     ]
     if evaluation:
-        keys = sorted({k for v in evaluation.values() for k in v if not isinstance(v[k], dict | list)})
-        lines += ["## Final evaluation", "", "| split | " + " | ".join(keys) + " |",
-                  "|---" * (len(keys) + 1) + "|"]
-        for split, vals in evaluation.items():
-            lines.append(f"| {split} | " + " | ".join(_fmt(vals.get(k, "")) for k in keys) + " |")
-        lines.append("")
+        lines += _evaluation_lines(evaluation)
+    lines += _layer_kl_lines(evaluation, m.latent_dims)
     if records:
         last = records[-1]
         lines += [
@@ -123,7 +178,8 @@ def render_report(out: Path) -> Path:
         if (out / name).is_file():
             lines += [f"## {title}", "", f"![{title}]({name})", ""]
     for name in sorted(out.glob("evaluation-*.png")):
-        lines += [f"![{name.stem}]({name.name})", ""]
+        title = EVALUATION_PLOTS.get(name.name, name.stem)
+        lines += [f"## {title}", "", f"![{title}]({name.name})", ""]
     path = out / rd.REPORT
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -7,8 +7,6 @@ encoder and decoder.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,6 +38,11 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.event_shape = tuple(event_shape)
         self.num_classes = num_classes
+        prior.bind(self._pseudo_posterior)
+
+    def _pseudo_posterior(self, u: torch.Tensor) -> Distribution:
+        """The diagonal-Gaussian part of q(z|u) for unlabelled inputs u (the VampPrior's components)."""
+        return self.posterior.gaussian(self.encoder(u, None))
 
     @property
     def latent_dim(self) -> int:
@@ -89,7 +92,7 @@ class VAE(nn.Module):
             kl = kl_dims.sum(-1)
         else:
             kl = (log_qz - log_pz).mean(0)
-        return Terms(log_px_z, log_qz, log_pz, kl, kl_dims, z)
+        return Terms(log_px_z, log_qz, log_pz, kl, kl_dims, z, q=q)
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,18 +103,12 @@ class VAE(nn.Module):
     def log_likelihood(
         self, x: torch.Tensor, k: int = 1000, y: torch.Tensor | None = None, chunk: int = 500
     ) -> torch.Tensor:
-        """Importance-sampled log p(x) per example in nats, [B], from k samples drawn in chunks.
+        """Importance-sampled log p(x) per example in nats, [B], from k samples drawn ``chunk`` at a time
+        (``vaekit.evaluation.likelihood``) under a seed taken from torch's global generator."""
+        from vaekit.evaluation.likelihood import importance_sample
 
-        log p(x) ~= logsumexp_k log w_k - log k with w = p(x|z) p(z) / q(z|x); float64 accumulation.
-        """
-        parts = []
-        done = 0
-        while done < k:
-            kk = min(chunk, k - done)
-            lw = self(x, y, kk).log_weights().double()
-            parts.append(torch.logsumexp(lw, 0))
-            done += kk
-        return (torch.logsumexp(torch.stack(parts), 0) - math.log(k)).float()
+        seed = int(torch.randint(0, 2**62, ()))
+        return importance_sample(self, x, y, k, max(1, x.shape[0]), chunk, seed).log_px.float()
 
     @torch.no_grad()
     def sample(
@@ -125,6 +122,15 @@ class VAE(nn.Module):
         z = self.prior.sample(n, generator=generator)
         px = self.decode(z, y)
         return px.mean if mean else px.sample()
+
+    def complete(
+        self, x: torch.Tensor, observed: torch.Tensor, y: torch.Tensor | None = None, k: int = 500
+    ) -> torch.Tensor:
+        """x with its unobserved entries (``observed`` False) filled in from p(x_missing | x_observed);
+        see ``vaekit.completion.complete``."""
+        from vaekit.completion import complete
+
+        return complete(self, x, observed, y, k)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch.nn as nn
 from vaekit.errors import ConfigError
 from vaekit.nets.conv import ConvDecoder, ConvEncoder
 from vaekit.nets.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
+from vaekit.nets.resnet import ResNetDecoder, ResNetEncoder
 
 
 def choose_net(net: str, event_shape: tuple[int, ...]) -> str:
@@ -27,6 +28,7 @@ def build_nets(
     channels: list[int],
     activation: str,
     cond_dim: int = 0,
+    blocks: int = 1,
 ) -> tuple[nn.Module, nn.Module]:
     """(encoder, decoder) for the config's backbone; refuse shapes the backbone cannot take."""
     if activation not in ACTIVATIONS:
@@ -51,7 +53,15 @@ def build_nets(
         enc = ConvEncoder(event_shape, encoder_out, channels, width, activation, cond_dim)
         dec = ConvDecoder(latent_dim, event_shape, params_per_dim, channels, width, activation, cond_dim)
         return enc, dec
-    raise ConfigError(f"unknown network {net!r}", "set model.net to one of: auto, mlp, conv")
+    if kind == "resnet":  # the ResNet refuses shapes other than 28x28 and 32x32 itself
+        args = (channels, hidden[0] if hidden else 256, activation, cond_dim, blocks)
+        return ResNetEncoder(event_shape, encoder_out, *args), ResNetDecoder(
+            latent_dim, event_shape, params_per_dim, *args
+        )
+    raise ConfigError(f"unknown network {net!r}", "set model.net to one of: auto, mlp, conv, resnet")
 
 
-__all__ = ["build_nets", "choose_net", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder"]
+__all__ = [
+    "build_nets", "choose_net", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ResNetEncoder",
+    "ResNetDecoder",
+]

@@ -11,7 +11,8 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,34 @@ from tqdm.auto import tqdm
 
 from vaekit.config import Config
 from vaekit.data import DataSet, load_dataset
-from vaekit.data.transforms import binarize, check_mode, eval_view, static_binarize, to_unit
-from vaekit.errors import CheckpointError, ConfigError, DataError
+from vaekit.data.transforms import check_mode, eval_view, static_binarize, to_unit
+from vaekit.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models import VAE, build_model
-from vaekit.objectives import elbo_loss, iwae_loss, kl_weight
+from vaekit.objectives import make_loss
+from vaekit.paths import refuse_outside_links
+from vaekit.training import distributed
 from vaekit.training import run_dir as rd
 from vaekit.training.checkpoint import (
+    disk_full_as_error,
     load_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    remove_stale_temps,
     save_tensors,
 )
+from vaekit.training.guard import params_finite
+from vaekit.training.interrupt import StepInterrupt
+from vaekit.training.performance import (
+    Forward,
+    bernoulli_draw,
+    build_optimizer,
+    make_policy,
+    prepare_batch,
+    prepare_model,
+    tune_backends,
+)
+from vaekit.training.streaming import open_folder_stream
 
 VAEKIT_FILES = (
     rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT,
@@ -61,6 +78,7 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
     if len(data.train) == 0:
         raise DataError(f"data set {data.name!r} has no training examples", "check the data source")
     check_mode(cfg.data.binarize)
+    check_finite_rows(data)
     if cfg.model.likelihood == "bernoulli" and data.train.x.dtype != torch.uint8:
         lo, hi = float(data.train.x.min()), float(data.train.x.max())
         if lo < 0 or hi > 1:
@@ -76,6 +94,21 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
         )
 
 
+def check_finite_rows(data: DataSet) -> None:
+    """Refuse float data with NaN/inf values, naming the rows (loaders check files; this catches
+    DataSets built in Python)."""
+    for split in ("train", "valid", "test"):
+        x = data.split(split).x
+        if x.is_floating_point() and len(x):
+            bad = (~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero().flatten()
+            if len(bad):
+                raise DataError(
+                    f"the {split} split of {data.name!r} has NaN or infinite values in rows "
+                    f"{bad[:5].tolist()} ({len(bad)} in all)",
+                    "drop or repair those rows before training",
+                )
+
+
 @dataclass
 class TrainState:
     """Where training stands; saved (as JSON) inside every checkpoint."""
@@ -86,6 +119,10 @@ class TrainState:
     best_elbo: float = -math.inf
     bad_epochs: int = 0
     skipped_steps: int = 0
+    rollbacks: int = 0  # times the divergence guard went back to the last checkpoint
+    lr_scale: float = 1.0  # learning-rate factor applied by those rollbacks
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss/recon/kl so far
+    epoch_seen: int = 0  # examples behind epoch_sums
 
 
 class Trainer:
@@ -101,28 +138,43 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.out = Path(out)
-        if not _resuming:
+        device = pick_device(cfg.train.device)
+        self.world = distributed.setup(device)  # rank 0 of 1 unless started by torchrun
+        self.device = distributed.local_device(device, self.world)
+        if not _resuming and self.world.main:
             self._claim_folder(overwrite)
+        self.world.barrier()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = pick_device(cfg.train.device)
+        tune_backends(self.device)
         torch.manual_seed(cfg.train.seed)
-        self.data = data if data is not None else load_dataset(
+        self.stream = open_folder_stream(cfg) if cfg.train.streaming else None
+        self.data = self.stream.data if self.stream else data if data is not None else load_dataset(
             cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction
         )
         check_data_fits(cfg, self.data)
+        steps = cfg.train.epochs * math.ceil(len(self.data.train) / cfg.train.batch_size)
         self.model: VAE = build_model(
             cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes
         ).to(self.device)
-        self.opt = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-        )
+        self.policy = make_policy(cfg.train, cfg.model, self.device, steps, self.model)
+        prepare_model(self.model, self.policy)
+        distributed.seed_rank(cfg.train.seed, self.world)  # after the (identical) initial weights
+        # the training forward pass: DDP-wrapped, compiled and autocast as the policy says
+        self.forward = Forward(distributed.wrap(self.model, self.world, self.device), self.policy)
+        self.opt = build_optimizer(self.model.parameters(), cfg.train.lr, cfg.train.weight_decay, self.policy)
         self.state = TrainState()
+        self.guard = distributed.make_guard(
+            self.world, cfg.train.max_bad_steps, cfg.train.max_rollbacks, cfg.train.lr_backoff
+        )
+        self.interrupt = distributed.make_interrupt(self.world, self.device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # this epoch's loss/recon/kl
+        self.seen = 0
         self.x_train = self._train_view()
         self.y_train = self._labels(self.data.train.y)
         self.x_valid = eval_view(self.data.valid.x, cfg.data.binarize, cfg.data.binarize_seed).to(self.device)
         self.y_valid = self._labels(self.data.valid.y)
-        if not _resuming:
+        if not _resuming and self.world.main:
             rd.write_config(self.out, cfg, data_info(self.data))
 
     # -- set-up -----------------------------------------------------------------------------
@@ -145,38 +197,62 @@ class Trainer:
                     p.unlink()
             shutil.rmtree(self.out / "evaluation", ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
+        refuse_outside_links(self.out)
 
     def _labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         return None if y is None else y.to(self.device)
 
     def _train_view(self) -> torch.Tensor:
+        if self.stream is not None:
+            return self.data.train.x  # a placeholder of the right shape: the stream supplies the pixels
         x = to_unit(self.data.train.x).to(self.device)
         if self.cfg.data.binarize == "static":
             return static_binarize(x, self.cfg.data.binarize_seed)
         return x
 
+    def _batches(self, perm: torch.Tensor, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(indices, images) of this rank's part of each of the epoch's batches from ``state.batch``
+        on: indexed from the data in memory, or decoded from disk by the stream's workers."""
+        bs = self.cfg.train.batch_size
+        parts = [self.world.shard(perm[b * bs : (b + 1) * bs]) for b in range(self.state.batch, steps)]
+        images = self.stream.batches(parts, self.device) if self.stream else (self.x_train[i] for i in parts)
+        return zip(parts, images, strict=True)
+
     # -- resume -----------------------------------------------------------------------------
 
     @classmethod
     def resume(cls, out: str | Path, data: DataSet | None = None) -> Trainer:
-        """Rebuild a trainer from a run folder's config and latest checkpoint."""
+        """Rebuild a trainer from a run folder's config and latest checkpoint. A run killed before
+        its first checkpoint starts from the beginning (the same seed gives the same run)."""
         cfg, _ = rd.read_config(out)
+        refuse_outside_links(Path(out))
+        remove_stale_temps(Path(out))
         trainer = cls(cfg, out, data=data, _resuming=True)
-        ckpt = Path(out) / rd.CHECKPOINT
-        if not ckpt.is_file():
-            raise CheckpointError(
-                f"{out} has no checkpoint to resume from",
-                f"start it again with 'vaekit train --config {Path(out) / rd.CONFIG} --out NEW_DIR'",
-            )
-        tensors, meta = load_tensors(ckpt)
-        rd.load_state_into(trainer.model, tensors, ckpt)
-        optimizer_from_tensors(trainer.opt, tensors, meta["optimizer"])
-        trainer.state = TrainState(**meta["state"])
-        torch.set_rng_state(tensors["rng.cpu"])
-        if trainer.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
-        trainer._trim_metrics()
+        if (trainer.out / rd.CHECKPOINT).is_file():
+            trainer.load_checkpoint()
+        else:
+            print(f"{out} has no checkpoint yet: starting from the beginning", file=sys.stderr)
+        if trainer.world.main:
+            trainer._trim_metrics()
         return trainer
+
+    def load_checkpoint(self) -> None:
+        """Restore model, optimizer, training state and RNG from the run's checkpoint."""
+        ckpt = self.out / rd.CHECKPOINT
+        tensors, meta = load_tensors(ckpt)
+        rd.load_state_into(self.model, tensors, ckpt)
+        try:
+            optimizer_from_tensors(self.opt, tensors, meta["optimizer"])
+            self.state = TrainState(**meta["state"])
+            distributed.restore_rng(tensors, self.device, self.world, self.cfg.train.seed + self.state.step)
+            if not self.world.main:  # rank 0 carries the whole world's sums of the epoch so far
+                self.state.epoch_sums, self.state.epoch_seen = [0.0, 0.0, 0.0], 0
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise CheckpointError(
+                f"{ckpt} does not hold a valid training state ({type(e).__name__}: {e})",
+                f"it comes from another run or vaekit version; start again with 'vaekit train "
+                f"--config {self.out / rd.CONFIG} --out NEW_DIR'",
+            ) from None
 
     def _trim_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resume from."""
@@ -185,39 +261,61 @@ class Trainer:
             keep = [r for r in read_metrics(path) if r["epoch"] <= self.state.epoch]
             rd.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> bool:
+        """Write model, optimizer, training state and RNG atomically. Writes nothing and returns
+        False when the parameters are not finite: a diverged model never replaces a good checkpoint."""
+        if not params_finite(self.model):
+            return False
+        mid_epoch = self.state.batch > 0
+        sums, seen = self._world_sums()
+        self.state.epoch_sums = sums.tolist() if mid_epoch else [0.0, 0.0, 0.0]
+        self.state.epoch_seen = seen if mid_epoch else 0
         tensors = rd.model_state(self.model)
         opt_tensors, opt_meta = optimizer_to_tensors(self.opt)
         tensors.update(opt_tensors)
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors.update(distributed.rng_tensors(self.device, self.world))
         meta = {"state": self.state.__dict__, "optimizer": opt_meta}
-        save_tensors(self.out / rd.CHECKPOINT, tensors, meta)
+        if self.world.main:
+            save_tensors(self.out / rd.CHECKPOINT, tensors, meta)
+        self.world.barrier()
+        return True
+
+    def _world_sums(self) -> tuple[torch.Tensor, int]:
+        """This epoch's loss/recon/KL sums and example count, over all ranks."""
+        total = self.world.sum(torch.cat([self.sums, self.sums.new_tensor([self.seen])]))
+        return total[:3], int(total[3])
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _loss(self, xb: torch.Tensor, yb: torch.Tensor | None, steps_per_epoch: int):
         obj = self.cfg.objective
-        terms = self.model(xb, yb, obj.samples)
-        if obj.name == "iwae":
-            return iwae_loss(terms)
-        if obj.name != "elbo":
-            raise ConfigError(f"unknown objective {obj.name!r}", "set objective.name to elbo or iwae")
-        beta = kl_weight(self.state.step, int(obj.warmup_epochs * steps_per_epoch), obj.beta)
-        return elbo_loss(terms, beta, obj.free_bits)
+        terms = self.forward(xb, yb, obj.samples)
+        warmup_steps = int(obj.warmup_epochs * steps_per_epoch)
+        return make_loss(terms, obj, self.state.step, warmup_steps, self.x_train.shape[0], self.model)
 
     def fit(self) -> dict[str, Any]:
-        """Train to the configured number of epochs; returns the last validation metrics."""
+        """Train to the configured number of epochs; returns the last validation metrics.
+
+        Ctrl-C stops after the current step and saves a checkpoint (twice: stops at once, keeping
+        the last checkpoint); a full disk stops with the previous checkpoint intact.
+        """
         try:
-            return self._fit()
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            print(
-                f"\nInterrupted: checkpoint saved. Continue with:  vaekit resume {self.out}",
-                file=sys.stderr,
-            )
+            with self.interrupt:
+                return self._fit()
+        except StepInterrupt:
+            saved = self.save_checkpoint()
+            what = f"checkpoint saved at step {self.state.step}" if saved else (
+                "the parameters are not finite, so the last good checkpoint was kept")
+            print(f"\nInterrupted: {what}. Continue with:  vaekit resume {self.out}", file=sys.stderr)
             raise
+        except KeyboardInterrupt:
+            print(f"\nStopped: the last checkpoint is intact. Continue with:  vaekit resume {self.out}",
+                  file=sys.stderr)
+            raise
+        except DiskFullError as e:
+            raise DiskFullError(
+                e.problem, f"free some disk space, then continue with 'vaekit resume {self.out}'"
+            ) from None
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
@@ -225,49 +323,60 @@ class Trainer:
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         last: dict[str, Any] = {}
         self.model.train()
+        if not (self.out / rd.CHECKPOINT).is_file():
+            self.save_checkpoint()  # something to resume or roll back to before the first step
         while self.state.epoch < cfg.epochs:
             epoch = self.state.epoch
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             perm = perm.to(self.device)
-            sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-            seen = 0
+            self.sums = torch.tensor(self.state.epoch_sums, dtype=torch.float64, device=self.device)
+            self.seen = self.state.epoch_seen
             t0 = time.perf_counter()
             bar = tqdm(
                 total=steps_per_epoch,
                 initial=self.state.batch,
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not cfg.progress,
+                disable=not (cfg.progress and self.world.main),
                 leave=False,
                 file=sys.stderr,
             )
+            batches = self._batches(perm, steps_per_epoch)
             for b in range(self.state.batch, steps_per_epoch):
-                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                xb = self.x_train[idx]
+                idx, xb = next(batches)
                 if self.cfg.data.binarize == "dynamic":
-                    xb = binarize(xb)
+                    xb = bernoulli_draw(xb)
+                xb = prepare_batch(xb, self.policy)
                 yb = None if self.y_train is None else self.y_train[idx]
                 out = self._loss(xb, yb, steps_per_epoch)
                 self.opt.zero_grad(set_to_none=True)
-                if torch.isfinite(out.loss):
+                ok = self.guard.loss_ok(out.loss)
+                if ok:
                     out.loss.backward()
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    ok = self.guard.grads_ok(self.model.parameters(), cfg.grad_clip)
+                if ok:
                     self.opt.step()
-                    sums += torch.stack([out.loss.detach(), out.recon, out.kl]).double() * len(idx)
-                    seen += len(idx)
+                    self.sums += torch.stack([out.loss.detach(), out.recon, out.kl]).double() * len(idx)
+                    self.seen += len(idx)
                 else:
                     self.state.skipped_steps += 1
                 self.state.step += 1
                 self.state.batch = b + 1
-                if b % 10 == 0 or b == steps_per_epoch - 1:
-                    loss, recon, kl = (sums / max(seen, 1)).tolist()
+                if not bar.disable and (b % 10 == 0 or b == steps_per_epoch - 1):  # a device read
+                    loss, recon, kl = (self.sums / max(self.seen, 1)).tolist()
                     bar.set_postfix(
                         loss=f"{loss:.2f}", recon=f"{recon:.2f}", kl=f"{kl:.2f}", step=self.state.step
                     )
                 bar.update(1)
-                if cfg.checkpoint_every and self.state.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+                if ok and cfg.checkpoint_every and self.state.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()  # only after a good step: a rollback lands before the trouble
+                if self.guard.step_done(ok):
+                    break
+                self.interrupt.check()
             bar.close()
+            if self.guard.tripped or not params_finite(self.model):
+                self.guard.roll_back(self)
+                continue
+            sums, seen = self._world_sums()  # reads the device: the epoch's work is done
             train_time = time.perf_counter() - t0
             loss, recon, kl = (sums / max(seen, 1)).tolist()
             valid = evaluate_elbo(
@@ -284,6 +393,7 @@ class Trainer:
                 "train_elbo": -(recon + kl),
                 "train_time_s": train_time,
                 "skipped_steps": self.state.skipped_steps,
+                "rollbacks": self.state.rollbacks,
             }
             improved = valid["elbo"] > self.state.best_elbo
             if improved:
@@ -291,11 +401,12 @@ class Trainer:
                 self.state.bad_epochs = 0
             else:
                 self.state.bad_epochs += 1
-            if cfg.early_stop_patience and improved:
+            if cfg.early_stop_patience and improved and self.world.main:
                 rd.save_model(self.out, self.model, {"epoch": self.state.epoch})
+            if self.world.main:
+                append_metrics(self.out / rd.METRICS, last)  # before the checkpoint: resume trims extras
             self.save_checkpoint()
-            append_metrics(self.out / rd.METRICS, last)
-            if cfg.progress:
+            if cfg.progress and self.world.main:
                 print(
                     f"epoch {self.state.epoch}/{cfg.epochs}  train loss {loss:.3f}  "
                     f"valid ELBO {valid['elbo']:.3f} (recon {valid['recon']:.3f}, KL {valid['kl']:.3f})"
@@ -305,13 +416,16 @@ class Trainer:
             if cfg.early_stop_patience and self.state.bad_epochs >= cfg.early_stop_patience:
                 print(f"early stop: no improvement for {self.state.bad_epochs} epochs", file=sys.stderr)
                 break
+            self.interrupt.check()
         self.finish()
         return last
 
     def finish(self) -> None:
-        """Final weights, pictures and report."""
+        """Final weights, pictures and report (rank 0 writes them)."""
         from vaekit.report import write_outputs
 
+        if not self.world.main:
+            return
         if self.cfg.train.early_stop_patience and (self.out / rd.MODEL).is_file():
             tensors, _ = load_tensors(self.out / rd.MODEL)
             rd.load_state_into(self.model, tensors, self.out / rd.MODEL)
@@ -322,7 +436,7 @@ class Trainer:
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
+    with disk_full_as_error(path), open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
 

@@ -1,0 +1,310 @@
+"""Hierarchical VAE with top-down inference (LVAE, Sonderby et al. 2016; the ResNet VAE of the IAF
+paper, Kingma et al. 2016; NVAE, Vahdat & Kautz 2020).
+
+L stochastic layers, z_L at the top (sampled first) down to z_1 next to x. A deterministic state s
+carries what has been sampled so far down the layers, and the decoder reads the last state:
+
+    s_L = a learned constant,         s_{l-1} = s_l + g_l([s_l, z_l]),      x ~ p(x | s_0)
+    p(z_L) = N(0, I),                 p(z_l | z_>l) = N(mu_l(s_l), sigma_l(s_l)^2)
+    q(z_l | z_>l, x) = N(mu_l + dmu_l, (sigma_l * dsigma_l)^2),  (dmu_l, dsigma_l) = h_l([s_l, d_l(x)])
+
+The posterior walks the prior's own path and is parameterized relative to it (NVAE's residual
+form), so per layer KL(q_l || p_l) = sum_i 0.5 (dmu_i^2 / sigma_i^2 + dsigma_i^2 - 1) - log dsigma_i,
+given the layers above. Bottom-up features: d_1 = backbone(x) (the ResNet for 28x28 / 32x32 images),
+d_{l+1} = d_l + f_l(d_l). A latent vector is z = [z_L, ..., z_1] (sampling order, as in
+``model.latent_dims``); the top-down path is the model's prior p(z), so ``sample``, ``elbo`` and the
+importance-sampled ``log_likelihood`` are the plain VAE's.
+
+Every linear layer of the model starts from He initialization (Kaiming normal) instead of PyTorch's
+default, which shrinks a signal's variance about threefold per layer: through the deeper top-down
+path the decoder's output then hardly depends on z at the start, and training sits on the
+"independent pixels" plateau for most of an epoch before the latents are used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Distribution, constraints, kl_divergence
+
+from vaekit.config import ModelConfig
+from vaekit.distributions import DiagonalGaussian, Likelihood
+from vaekit.errors import ConfigError
+from vaekit.models.vae import VAE
+from vaekit.nets import build_nets
+from vaekit.nets.mlp import mlp
+from vaekit.nets.resnet import fits_resnet
+from vaekit.objectives import Terms
+from vaekit.priors import Prior
+
+# softplus(SOFTPLUS_ONE) = 1: a zero residual leaves the posterior equal to the prior
+SOFTPLUS_ONE = math.log(math.e - 1)
+MIN_SCALE_RATIO = 1e-3  # sigma_q >= 1e-3 sigma_p keeps log q finite
+
+
+class StochasticLayer(nn.Module):
+    """One layer of the top-down path: prior p(z_l | s), residual posterior q(z_l | s, d), state update."""
+
+    def __init__(self, dim: int, width: int, activation: str, top: bool) -> None:
+        super().__init__()
+        self.dim = dim
+        self.prior_net = None if top else mlp([width, width, 2 * dim], activation)
+        self.posterior_net = mlp([2 * width, width, 2 * dim], activation)
+        self.update_net = mlp([width + dim, width, width], activation)
+
+    def prior(self, s: torch.Tensor) -> DiagonalGaussian:
+        """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
+        if self.prior_net is None:
+            zeros = s.new_zeros(s.shape[0], self.dim)
+            return DiagonalGaussian(zeros, torch.ones_like(zeros))
+        return DiagonalGaussian.from_params(self.prior_net(s))
+
+    def posterior(self, s: torch.Tensor, d: torch.Tensor, p: DiagonalGaussian) -> DiagonalGaussian:
+        """N(mu_p + dmu, (sigma_p * dsigma)^2) with (dmu, dsigma) from the state and the features."""
+        dmu, raw = self.posterior_net(torch.cat([s, d], -1)).chunk(2, -1)
+        ratio = F.softplus(raw + SOFTPLUS_ONE).clamp(min=MIN_SCALE_RATIO)
+        return DiagonalGaussian(p.loc + dmu, p.scale * ratio)
+
+    def update(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """s_{l-1} = s_l + g_l([s_l, z_l])."""
+        return s + self.update_net(torch.cat([s, z], -1))
+
+
+@dataclass
+class Walk:
+    """One pass down the layers for n rows; q-terms are None when walked under the prior."""
+
+    z: torch.Tensor  # [n, D], layers top first
+    state: torch.Tensor  # [n, width], the decoder's input s_0
+    log_pz: torch.Tensor  # [n]
+    log_qz: torch.Tensor | None  # [n]
+    kl_dims: torch.Tensor | None  # [n, D]: KL(q_l || p_l) per unit, given the layers above
+    scale: torch.Tensor  # [n, D]: the walked distribution's standard deviation per unit
+
+
+class TopDown(Prior):
+    """p(z) = p(z_L) prod_{l<L} p(z_l | z_>l) over z = [z_L, ..., z_1]; also walks the posterior."""
+
+    def __init__(self, latent_dims: list[int], width: int, activation: str = "relu") -> None:
+        super().__init__()
+        self.latent_dims = list(latent_dims)
+        self.latent_dim = sum(self.latent_dims)
+        self.start = nn.Parameter(torch.zeros(width))
+        self.layers = nn.ModuleList(
+            StochasticLayer(d, width, activation, top=i == 0) for i, d in enumerate(self.latent_dims)
+        )
+
+    def walk(
+        self,
+        n: int,
+        features: list[torch.Tensor] | None = None,
+        z: torch.Tensor | None = None,
+        mean: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Walk:
+        """Go down the layers under q (bottom-up ``features`` given, top layer first) or p; each z_l
+        is taken from ``z``, is the walked distribution's mean, or is drawn by reparameterization."""
+        s = self.start.expand(n, -1)
+        given = None if z is None else z.split(self.latent_dims, -1)
+        zs, kls, scales = [], [], []
+        log_pz = log_qz = s.new_zeros(n)
+        for i, layer in enumerate(self.layers):
+            p = layer.prior(s)
+            q = None if features is None else layer.posterior(s, features[i], p)
+            dist = p if q is None else q
+            if given is not None:
+                zl = given[i]
+            elif mean:
+                zl = dist.loc
+            else:
+                eps = torch.randn(dist.loc.shape, generator=generator, device=s.device, dtype=s.dtype)
+                zl = dist.loc + dist.scale * eps
+            log_pz = log_pz + p.log_prob(zl)
+            if q is not None:
+                log_qz = log_qz + q.log_prob(zl)
+                kls.append(kl_divergence(q.base_dist, p.base_dist))
+            zs.append(zl)
+            scales.append(dist.scale)
+            s = layer.update(s, zl)
+        under_q = features is not None
+        return Walk(
+            torch.cat(zs, -1),
+            s,
+            log_pz,
+            log_qz if under_q else None,
+            torch.cat(kls, -1) if under_q else None,
+            torch.cat(scales, -1),
+        )
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(-1, z.shape[-1])
+        return self.walk(flat.shape[0], z=flat).log_pz.view(z.shape[:-1])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sampling: z_L ~ N(0, I), then each z_l ~ p(z_l | z_>l)."""
+        return self.walk(n, generator=generator).z
+
+    def state(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's input s_0 for latents z [N, D]."""
+        return self.walk(z.shape[0], z=z).state
+
+
+class TopDownPosterior(Distribution):
+    """q(z|x) = prod_l q(z_l | z_>l, x) over z = [z_L, ..., z_1] for a batch of B examples.
+
+    ``mean`` is the mean path: each layer's mean given the means above (exactly E_q[z_L] at the top);
+    one embedding row per example. ``stddev`` is each layer's standard deviation along that path.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, top_down: TopDown, features: list[torch.Tensor]) -> None:
+        self.top_down = top_down
+        self.features = features
+        batch = torch.Size([features[0].shape[0]])
+        super().__init__(batch, torch.Size([top_down.latent_dim]), validate_args=False)
+
+    def walk(self, k: int, **kwargs) -> Walk:
+        """k walks per example, rows ordered [k, B] (sample-major)."""
+        b = self.batch_shape[0]
+        return self.top_down.walk(k * b, [f.repeat(k, 1) for f in self.features], **kwargs)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        k = math.prod(sample_shape)
+        return self.walk(k).z.view(*sample_shape, *self.batch_shape, -1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) for z [..., B, D]."""
+        lead = z.shape[:-2]
+        k = math.prod(lead)
+        return self.walk(k, z=z.reshape(-1, z.shape[-1])).log_qz.view(*lead, *self.batch_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.walk(1, mean=True).z
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.walk(1, mean=True).scale
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.stddev.pow(2)
+
+
+class BottomUp(nn.Module):
+    """Deterministic features per layer, top layer first: d_1 = backbone(x, c), d_{l+1} = d_l + f_l(d_l)."""
+
+    def __init__(self, backbone: nn.Module, width: int, layers: int, activation: str = "relu") -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.steps = nn.ModuleList(mlp([width, width, width], activation) for _ in range(layers - 1))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+        d = self.backbone(x, c)
+        features = [d]
+        for f in self.steps:
+            d = d + f(d)
+            features.append(d)
+        return features[::-1]
+
+
+class HierarchicalVAE(VAE):
+    """A VAE whose prior is the top-down path over L stochastic layers (``TopDown``), whose posterior
+    walks the same path (``TopDownPosterior``), and whose decoder reads the path's last state."""
+
+    def __init__(
+        self,
+        bottom_up: BottomUp,
+        top_down: TopDown,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        event_shape: tuple[int, ...],
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__(bottom_up, None, top_down, decoder, likelihood, event_shape, num_classes)
+
+    @property
+    def latent_dims(self) -> list[int]:
+        return self.prior.latent_dims
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> TopDownPosterior:
+        """q(z|x) over all layers, z = [z_L, ..., z_1]; ``.mean`` is one embedding row per example."""
+        return TopDownPosterior(self.prior, self.encoder(x, self.condition(y, x.shape[0])))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """p(x|z) for latents z [N, D] of all layers."""
+        return self.likelihood(self.decoder(self.prior.state(z), self.condition(y, z.shape[0])))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
+        """Terms with k top-down posterior walks; kl = sum over layers of the analytic KL(q_l || p_l)
+        given the sampled layers above, averaged over the k walks; kl_layers [B, L] top layer first."""
+        b = x.shape[0]
+        c = self.condition(y, b)
+        w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k)
+        px = self.likelihood(self.decoder(w.state, None if c is None else c.repeat(k, 1)))
+        xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        kl_dims = w.kl_dims.view(k, b, -1).mean(0)
+        kl_layers = torch.stack([part.sum(-1) for part in kl_dims.split(self.latent_dims, -1)], -1)
+        return Terms(
+            log_px_z=px.log_prob(xk).view(k, b),
+            log_qz=w.log_qz.view(k, b),
+            log_pz=w.log_pz.view(k, b),
+            kl=kl_layers.sum(-1),
+            kl_dims=kl_dims,
+            z=w.z.view(k, b, -1),
+            kl_layers=kl_layers,
+        )
+
+
+def build_hierarchical(
+    cfg: ModelConfig, event_shape: tuple[int, ...], likelihood: Likelihood, cond_dim: int
+) -> HierarchicalVAE:
+    """Assemble the hierarchical model; its prior and posterior are its own, so others are refused."""
+    dims = cfg.latent_dims
+    if not dims or min(dims) < 1:
+        raise ConfigError(
+            f"model.kind=hierarchical needs model.latent_dims, units per layer >= 1 (got {dims})",
+            "set e.g. model.latent_dims=[16,16] (top layer first)",
+        )
+    for key, value, own in (("prior", cfg.prior, "normal"), ("posterior", cfg.posterior, "gaussian")):
+        if value != own:
+            raise ConfigError(
+                f"model.{key}={value!r} cannot be combined with model.kind=hierarchical: its prior is the "
+                "top-down path (N(0, I) on the top layer) and its posterior the residual Gaussian one "
+                "that walks the same path",
+                f"set model.{key}={own}, or model.kind=vae to use model.{key}={value}",
+            )
+    width = cfg.hidden[0] if cfg.hidden else 256
+    net = "resnet" if cfg.net == "auto" and fits_resnet(event_shape) else cfg.net
+    backbone, decoder = build_nets(
+        net, event_shape, width, width, likelihood.params_per_dim, cfg.hidden, cfg.channels,
+        cfg.activation, cond_dim, cfg.res_blocks,
+    )
+    bottom_up = BottomUp(backbone, width, len(dims), cfg.activation)
+    top_down = TopDown(dims, width, cfg.activation)
+    model = HierarchicalVAE(bottom_up, top_down, decoder, likelihood, event_shape, cond_dim)
+    he_init(model, cfg.activation)
+    return model
+
+
+def he_init(model: nn.Module, activation: str) -> None:
+    """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
+    zero biases for every linear layer of ``model``."""
+    nonlinearity = "tanh" if activation == "tanh" else "relu"
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+            nn.init.zeros_(layer.bias)
+
+
+__all__ = [
+    "BottomUp", "HierarchicalVAE", "StochasticLayer", "TopDown", "TopDownPosterior", "build_hierarchical",
+    "he_init",
+]

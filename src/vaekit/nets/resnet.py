@@ -1,0 +1,116 @@
+"""Residual convolutional towers for 28x28 and 32x32 images (He et al. 2016), the backbone of the
+hierarchical VAE as in the IAF paper and NVAE: stride-2 stages each followed by residual blocks.
+
+The encoder and decoder are the conv backbone's with their stages replaced, so the dense heads
+(and the condition vector handling) are shared with ``ConvEncoder`` / ``ConvDecoder``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from vaekit.errors import ConfigError
+from vaekit.nets.conv import ConvDecoder, ConvEncoder
+from vaekit.nets.mlp import ACTIVATIONS
+
+SIDES = (28, 32)
+
+
+def fits_resnet(event_shape: tuple[int, ...]) -> bool:
+    """True for [C, 28, 28] and [C, 32, 32] images."""
+    return len(event_shape) == 3 and event_shape[1] == event_shape[2] and event_shape[1] in SIDES
+
+
+def check_resnet_shape(event_shape: tuple[int, ...], stages: int) -> None:
+    """Refuse anything but [C, 28, 28] or [C, 32, 32] images, and more stride-2 stages than fit."""
+    if not fits_resnet(event_shape):
+        raise ConfigError(
+            f"the resnet backbone takes 28x28 or 32x32 images; the data has shape {tuple(event_shape)}",
+            "use model.net=conv or model.net=mlp, or resize the images to 28x28 or 32x32",
+        )
+    side = event_shape[1]
+    most = 2 if side == 28 else 3
+    if not 1 <= stages <= most:
+        raise ConfigError(
+            f"the resnet backbone on {side}x{side} images takes 1 to {most} stride-2 stages; "
+            f"model.channels has {stages}",
+            f"give model.channels 1 to {most} entries, e.g. [32, 64]",
+        )
+
+
+class ResBlock(nn.Module):
+    """y = x + conv3x3(act(conv3x3(act(x)))): a pre-activation residual block keeping the shape."""
+
+    def __init__(self, channels: int, activation: str = "relu") -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(
+            act(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            act(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _blocks(channels: int, n: int, activation: str) -> list[nn.Module]:
+    if n < 0:
+        raise ConfigError(f"model.res_blocks must be >= 0, got {n}", "set it to e.g. 1")
+    return [ResBlock(channels, activation) for _ in range(n)]
+
+
+class ResNetEncoder(ConvEncoder):
+    """x [B, C, H, W] -> per stage: a stride-2 conv and ``blocks`` residual blocks; then the dense head."""
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        out_dim: int,
+        channels: list[int],
+        hidden: int = 256,
+        activation: str = "relu",
+        cond_dim: int = 0,
+        blocks: int = 1,
+    ) -> None:
+        check_resnet_shape(event_shape, len(channels))
+        super().__init__(event_shape, out_dim, channels, hidden, activation, cond_dim)
+        layers: list[nn.Module] = []
+        c = event_shape[0]
+        for i, ch in enumerate(channels):
+            if i:
+                layers.append(ACTIVATIONS[activation]())
+            layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), *_blocks(ch, blocks, activation)]
+            c = ch
+        self.features = nn.Sequential(*layers, ACTIVATIONS[activation](), nn.Flatten())
+
+
+class ResNetDecoder(ConvDecoder):
+    """The dense head to the smallest map, then per stage: residual blocks and a stride-2 transposed
+    conv up; the last one produces the likelihood parameters [N, C * params_per_dim, H, W]."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        event_shape: tuple[int, ...],
+        params_per_dim: int,
+        channels: list[int],
+        hidden: int = 256,
+        activation: str = "relu",
+        cond_dim: int = 0,
+        blocks: int = 1,
+    ) -> None:
+        check_resnet_shape(event_shape, len(channels))
+        super().__init__(latent_dim, event_shape, params_per_dim, channels, hidden, activation, cond_dim)
+        rev = channels[::-1]
+        outs = [*rev[1:], event_shape[0] * params_per_dim]
+        layers: list[nn.Module] = []
+        for a, b in zip(rev, outs, strict=True):
+            layers += [*_blocks(a, blocks, activation), ACTIVATIONS[activation]()]
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+        self.body = nn.Sequential(*layers)
+
+
+__all__ = ["ResBlock", "ResNetDecoder", "ResNetEncoder", "check_resnet_shape", "fits_resnet"]

@@ -1,0 +1,218 @@
+"""The speed policy: which precision / compilation / kernels a run gets, and that none of them
+changes what is computed (bf16 keeps the densities in fp32, the fused optimizer is Adam, the fast
+Bernoulli draw is Bernoulli)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import vaekit
+from vaekit.config import make_config
+from vaekit.errors import ConfigError
+from vaekit.models import build_model
+from vaekit.training import performance as perf
+from vaekit.training.performance import Forward, Policy
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+QUICK = {"train.epochs": 2, "train.progress": False, "model.hidden": [64, 32], "train.threads": 1}
+
+
+def model_cfg(**kw):
+    return make_config(overrides={f"model.{k}": v for k, v in kw.items()}).model
+
+
+def test_precision_choice(monkeypatch):
+    vae, hier = model_cfg(), model_cfg(kind="hierarchical", latent_dims=[4, 4])
+    assert perf.pick_precision("fp32", CPU, vae) is None
+    assert perf.pick_precision("bf16", CPU, vae) is torch.bfloat16
+    monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: False)
+    assert perf.pick_precision("auto", CPU, vae) is None
+    monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: True)
+    assert perf.pick_precision("auto", CPU, vae) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert perf.pick_precision("auto", CUDA, vae) is torch.bfloat16
+    # densities computed inside networks (flows, hierarchical layers) stay fp32
+    assert perf.pick_precision("auto", CPU, hier) is None
+    assert perf.pick_precision("auto", CPU, model_cfg(posterior="iaf")) is None
+    with pytest.raises(ConfigError, match="train.precision=fp32"):
+        perf.pick_precision("bf16", CPU, hier)
+    with pytest.raises(ConfigError, match="auto, fp32, bf16"):
+        perf.pick_precision("fp16", CPU, vae)
+
+
+def test_compile_choice(monkeypatch):
+    assert perf.pick_compile("auto", CUDA, 10) is True
+    assert perf.pick_compile("off", CUDA, 10) is False
+    monkeypatch.setattr(perf, "compiler_available", lambda device: True)
+    assert perf.pick_compile("auto", CPU, perf.CPU_COMPILE_MIN_STEPS - 1) is False
+    assert perf.pick_compile("auto", CPU, perf.CPU_COMPILE_MIN_STEPS) is True
+    assert perf.pick_compile("on", CPU, 1) is True
+    monkeypatch.setattr(perf, "compiler_available", lambda device: False)
+    assert perf.pick_compile("auto", CPU, 10**9) is False
+    with pytest.raises(ConfigError, match="g\\+\\+"):
+        perf.pick_compile("on", CPU, 1)
+    with pytest.raises(ConfigError, match="auto, on, off"):
+        perf.pick_compile("yes", CPU, 1)
+
+
+def test_policy_for_gpu_and_cpu():
+    train = make_config(overrides={"train.precision": "fp32", "train.compile": "off"}).train
+    conv_cfg = model_cfg(net="conv")
+    conv = build_model(conv_cfg, (3, 16, 16), 256, None)
+    gpu = perf.make_policy(train, conv_cfg, CUDA, 100, conv)
+    assert gpu.channels_last and gpu.fused_optimizer and not gpu.compile
+    assert not perf.make_policy(train, conv_cfg, CUDA, 100, _digits_model()).channels_last  # an MLP
+    cpu = perf.make_policy(train, conv_cfg, CPU, 100, conv)
+    assert not cpu.channels_last and cpu.fused_optimizer
+    assert "channels-last" in gpu.describe() and "fp32" in cpu.describe()
+    x = torch.rand(2, 3, 4, 4)
+    assert perf.prepare_batch(x, gpu).is_contiguous(memory_format=torch.channels_last)
+    assert perf.prepare_batch(x, cpu) is x
+
+
+def _digits_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(model_cfg(net="mlp", hidden=[64], latent_dim=4), (1, 8, 8), 17, None)
+
+
+def test_bf16_autocast_runs_the_networks_in_bf16_and_the_densities_in_fp32():
+    model = _digits_model()
+    seen = []
+    model.decoder.net[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x = torch.bernoulli(torch.full((256, 1, 8, 8), 0.3))
+    bf16 = Forward(perf.prepare_model(model, Policy(CPU, torch.bfloat16)), Policy(CPU, torch.bfloat16))
+    torch.manual_seed(1)
+    t16 = bf16(x)
+    assert seen == [torch.bfloat16]
+    for name in ("log_px_z", "log_qz", "log_pz", "kl"):
+        assert getattr(t16, name).dtype == torch.float32, name
+    torch.manual_seed(1)
+    t32 = Forward(model, Policy(CPU))(x)
+    assert seen[-1] == torch.float32
+    # same weights and noise: the ELBO per example agrees to bf16's resolution of the logits
+    elbo16, elbo32 = t16.elbo.double(), t32.elbo.double()
+    assert (elbo16 - elbo32).abs().mean() < 0.01 * elbo32.abs().mean()
+    assert abs(elbo16.mean() - elbo32.mean()) < 0.002 * elbo32.abs().mean()
+
+
+def test_fused_adam_is_adam():
+    a, b = _digits_model(), _digits_model()
+    x = torch.bernoulli(torch.full((64, 1, 8, 8), 0.3))
+    opts = [perf.build_optimizer(a.parameters(), 1e-2, 1e-4, Policy(CPU, fused_optimizer=True)),
+            torch.optim.Adam(b.parameters(), lr=1e-2, weight_decay=1e-4)]
+    assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]
+    for _ in range(5):
+        for model, opt in zip((a, b), opts, strict=True):
+            torch.manual_seed(2)
+            loss = -model(x).elbo.mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_bernoulli_draw_is_bernoulli():
+    p = torch.tensor([0.0, 1.0, 0.25, 0.9]).repeat(20000, 1)
+    x = perf.bernoulli_draw(p)
+    assert x.dtype == p.dtype and set(x.unique().tolist()) <= {0.0, 1.0}
+    freq = x.mean(0)
+    assert freq[0] == 0 and freq[1] == 1
+    # 20000 draws: standard error <= 0.0035
+    torch.testing.assert_close(freq[2:], p[0, 2:], atol=0.015, rtol=0)
+
+
+def test_compile_failure_falls_back_to_eager(capsys):
+    model = _digits_model()
+    fwd = Forward(model, Policy(CPU))
+
+    def broken(*args):
+        raise torch._dynamo.exc.Unsupported("no")
+
+    fwd.fn = broken
+    x = torch.rand(4, 1, 8, 8)
+    assert fwd(x).kl.shape == (4,)
+    assert fwd.fn is model and "training eagerly" in capsys.readouterr().err
+    fwd.fn = lambda *a: 1 / 0  # other errors are the model's and surface unchanged
+    with pytest.raises(ZeroDivisionError):
+        fwd(x)
+
+
+def test_bf16_training_is_reproducible_and_learns(tmp_path):
+    runs = [vaekit.train(tmp_path / r, preset="digits-mlp", **QUICK | {"train.precision": "bf16"})
+            for r in "ab"]
+    for pa, pb in zip(runs[0].parameters(), runs[1].parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    fp32 = vaekit.train(tmp_path / "c", preset="digits-mlp", **QUICK | {"train.precision": "fp32"})
+    elbo = [vaekit.evaluate(tmp_path / r, "valid")["elbo"] for r in "ac"]
+    assert abs(elbo[0] - elbo[1]) < 1.0, elbo  # nats on 64 pixels after 2 epochs
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(runs[0].parameters(), fp32.parameters(),
+                                                          strict=True))
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path, monkeypatch):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random stream
+    eager = vaekit.train(tmp_path / "e", preset="digits-mlp", **QUICK | {"train.compile": "off",
+                                                                           "train.precision": "fp32"})
+    comp = vaekit.train(tmp_path / "c", preset="digits-mlp", **QUICK | {"train.compile": "on",
+                                                                          "train.precision": "fp32"})
+    for pe, pc in zip(eager.parameters(), comp.parameters(), strict=True):
+        torch.testing.assert_close(pe, pc, rtol=1e-3, atol=1e-4)
+
+
+def _image_folder(root, n: int = 40):
+    """n 8x8 grayscale PNGs in two class folders."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(3)
+    for i in range(n):
+        cls = root / ("a" if i % 2 else "b")
+        cls.mkdir(parents=True, exist_ok=True)
+        pixels = (torch.rand(8, 8, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels, mode="L").save(cls / f"{i:03d}.png")
+    return root
+
+
+def test_streaming_from_disk_gives_the_same_run_as_in_memory(tmp_path):
+    folder = _image_folder(tmp_path / "images")
+    settings = QUICK | {"train.batch_size": 8, "model.conditional": True, "data.binarize": "dynamic"}
+    runs = {}
+    for name, extra in {"memory": {}, "stream": {"train.streaming": True, "train.num_workers": 2}}.items():
+        runs[name] = vaekit.train(tmp_path / name, preset="digits-mlp", data=f"folder:{folder}",
+                                  **settings | extra)
+    for pm, ps in zip(runs["memory"].parameters(), runs["stream"].parameters(), strict=True):
+        assert torch.equal(pm, ps)
+    read = lambda run, name: (tmp_path / run / name).read_text()  # noqa: E731
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "train_time_s"}  # noqa: E731
+                          for line in text.splitlines()]
+    assert strip(read("memory", "metrics.jsonl")) == strip(read("stream", "metrics.jsonl"))
+    assert read("memory", "evaluation.json") == read("stream", "evaluation.json")
+    assert (tmp_path / "stream" / "report.md").is_file()
+
+
+def test_streaming_refuses_what_it_cannot_stream(tmp_path):
+    from vaekit.training.streaming import open_folder_stream
+
+    with pytest.raises(ConfigError, match="folder:PATH"):
+        open_folder_stream(make_config(overrides={"train.streaming": True}))
+    folder = _image_folder(tmp_path / "images", 6)
+    cfg = make_config(overrides={"data.name": f"folder:{folder}", "data.binarize": "static"})
+    with pytest.raises(ConfigError, match="dynamic"):
+        open_folder_stream(cfg)
+
+
+def test_cpu_memory_reuse_switch_is_harmless():
+    import platform
+    import sys
+
+    applied = perf.keep_freed_memory()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied
+    assert perf.keep_freed_memory() is applied  # done once per process
+    torch.ones(64 << 20, dtype=torch.uint8).sum()  # large allocations still work
