@@ -72,7 +72,8 @@ def vaekit_run(epochs: int, seed: int, out: Path) -> dict:
         out,
         preset="mnist-mlp",
         data=f"npz:{require_mnist()}",
-        **{"train.epochs": epochs, "train.seed": seed, "train.progress": False},
+        **{"train.epochs": epochs, "train.seed": seed, "train.progress": False,
+           "train.threads": torch.get_num_threads()},
     )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     test = json.loads((out / "evaluation.json").read_text())["test"]
@@ -82,29 +83,49 @@ def vaekit_run(epochs: int, seed: int, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (ELBO differences are seed noise)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     d = np.load(require_mnist())
     x_train = torch.from_numpy(d["x_train"]).float().div(255).view(-1, 784)
     x_test = eval_view(torch.from_numpy(d["x_test"]), "dynamic", 0).view(-1, 784)
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = vaekit_run(args.epochs, args.seed, Path(tmp) / "run")
-    plain = plain_loop(x_train, x_test, args.epochs, 128, args.seed)
     med = lambda v: float(np.median(v))  # noqa: E731
+    per_seed = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = vaekit_run(args.epochs, seed, Path(tmp) / "run")
+        plain = plain_loop(x_train, x_test, args.epochs, 128, seed)
+        per_seed.append({"seed": seed, "vaekit": ours, "plain_pytorch_loop": plain})
+        print(f"seed {seed}: vaekit ELBO {ours['test_elbo']:.3f} ({med(ours['epoch_seconds']):.2f} s/epoch), "
+              f"plain ELBO {plain['test_elbo']:.3f} ({med(plain['epoch_seconds']):.2f} s/epoch)")
+    diffs = [r["vaekit"]["test_elbo"] - r["plain_pytorch_loop"]["test_elbo"] for r in per_seed]
+    speed = [
+        med(r["plain_pytorch_loop"]["epoch_seconds"]) / med(r["vaekit"]["epoch_seconds"]) for r in per_seed
+    ]
+    mean = lambda v: float(np.mean(v))  # noqa: E731
     result = {
         "what": "mnist-mlp (784-400-20, Bernoulli, dynamic binarization, batch 128, Adam 1e-3)",
         "epochs": args.epochs,
-        "vaekit": {**ours, "median_epoch_s": med(ours["epoch_seconds"])},
-        "plain_pytorch_loop": {**plain, "median_epoch_s": med(plain["epoch_seconds"])},
-        "speedup_vaekit_over_plain": med(plain["epoch_seconds"]) / med(ours["epoch_seconds"]),
-        "elbo_difference_nats": ours["test_elbo"] - plain["test_elbo"],
+        "threads": torch.get_num_threads(),
+        "per_seed": per_seed,
+        "vaekit_test_elbo_mean": mean([r["vaekit"]["test_elbo"] for r in per_seed]),
+        "plain_test_elbo_mean": mean([r["plain_pytorch_loop"]["test_elbo"] for r in per_seed]),
+        "vaekit_s_per_epoch_median": med([t for r in per_seed for t in r["vaekit"]["epoch_seconds"]]),
+        "plain_s_per_epoch_median": med(
+            [t for r in per_seed for t in r["plain_pytorch_loop"]["epoch_seconds"]]
+        ),
+        "speedup_vaekit_over_plain": mean(speed),
+        "elbo_difference_nats_mean": mean(diffs),
+        "elbo_difference_nats_sd": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
     }
-    print(f"{'':>20} {'test ELBO':>10} {'s/epoch':>8}")
-    for k in ("vaekit", "plain_pytorch_loop"):
-        print(f"{k:>20} {result[k]['test_elbo']:>10.3f} {result[k]['median_epoch_s']:>8.2f}")
-    print(f"speed-up {result['speedup_vaekit_over_plain']:.2f}x; ELBO difference "
-          f"{result['elbo_difference_nats']:+.3f} nats (positive = vaekit better)")
-    assert math.isfinite(result["elbo_difference_nats"])
+    print(f"mean over {args.seeds} seeds: vaekit ELBO {result['vaekit_test_elbo_mean']:.3f}, "
+          f"plain {result['plain_test_elbo_mean']:.3f} "
+          f"(difference {result['elbo_difference_nats_mean']:+.3f}, "
+          f"positive = vaekit better); speed-up {result['speedup_vaekit_over_plain']:.2f}x")
+    assert math.isfinite(result["elbo_difference_nats_mean"])
     save_result("quality_mnist_mlp", result)
 
 

@@ -72,7 +72,8 @@ def test_resume_continues_to_more_epochs(run, tmp_path):
 
 
 def test_errors_are_short_and_helpful(tmp_path, capsys):
-    assert main(["train", "--preset", "digits-mlp", "--out", str(tmp_path / "x"), "--model.latnet_dim", "4"]) == 2
+    args = ["train", "--preset", "digits-mlp", "--out", str(tmp_path / "x"), "--model.latnet_dim", "4"]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "model.latent_dim" in err and "Traceback" not in err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2

@@ -88,13 +88,13 @@ def test_posterior_is_a_residual_correction_of_the_prior():
     x = binary(6)
     with torch.no_grad():
         for layer in model.prior.layers:
-            layer.posterior_net[-1].weight.zero_()
-            layer.posterior_net[-1].bias.zero_()
+            layer.posterior_net.weight.zero_()
+            layer.posterior_net.bias.zero_()
     t = model(x, k=2)
     assert torch.equal(t.log_qz, t.log_pz) and torch.equal(t.kl_layers, torch.zeros(6, 2))
     dmu, r = torch.tensor([0.5, -1.0]), torch.tensor([0.3, -0.4])
     with torch.no_grad():
-        model.prior.layers[0].posterior_net[-1].bias.copy_(torch.cat([dmu, r]))
+        model.prior.layers[0].posterior_net.bias.copy_(torch.cat([dmu, r]))
     s = torch.nn.functional.softplus(r + SOFTPLUS_ONE)
     expected = (0.5 * (dmu**2 + s**2 - 1) - s.log()).sum()
     t = model(x, k=2)
@@ -106,17 +106,21 @@ def test_sampling_is_top_down_from_the_prior_density():
     """Ancestral samples have the moments of exp(prior.log_prob) integrated on a grid (which is a
     normalized density), including the dependence of the lower layer on the top one."""
     model = tiny([1, 1])
-    scale_nets(model, "prior_net", 1.2)
-    scale_nets(model, "update_net", 1.2)
+    scale_nets(model, "update_net", 5.0)
+    with torch.no_grad():  # p(z_1 | z_2) = N(mu(z_2), 0.6^2) with a mean that moves with z_2
+        last = model.prior.layers[1].prior_net[-1]
+        last.weight[:1] *= 4
+        last.weight[1:] = 0
+        last.bias[1:] = math.log(math.expm1(0.6))
     z = model.prior.sample(40000, generator=torch.Generator().manual_seed(1))
-    step, grid = 0.1, grid_2d(0.1, 9.0)
+    step, grid = 0.1, grid_2d(0.1, 10.0)
     with torch.no_grad():
         w = model.prior.log_prob(grid).double().exp() * step**2
     assert abs(w.sum().item() - 1) < 1e-3
     g = grid.double()
     mean = (w[:, None] * g).sum(0)
     cov = (w[:, None, None] * (g - mean)[:, :, None] * (g - mean)[:, None, :]).sum(0)
-    assert abs(cov[0, 1]) > 0.1, cov  # the bottom layer really depends on the top one
+    assert abs(cov[0, 1]) > 0.3, cov  # the bottom layer really depends on the top one
     zs = z.double()
     assert torch.allclose(zs.mean(0), mean, atol=0.03), (zs.mean(0), mean)
     assert torch.allclose(torch.cov(zs.T), cov, atol=0.05), (torch.cov(zs.T), cov)
@@ -133,8 +137,9 @@ def grid_2d(step: float = 0.1, half_width: float = 8.0) -> torch.Tensor:
 
 def test_importance_sampled_log_likelihood_matches_quadrature():
     """log p(x) = log sum_grid p(x|z) p(z) dz^2 for a model with two 1-unit layers whose untrained q is
-    far from the true posterior (ELBO gap > 1 nat), so the estimator has something to close."""
+    not the true posterior (ELBO gap > 0.5 nat), so the estimator has something to close."""
     model = tiny([1, 1])
+    scale_nets(model, "posterior_net", 0.5)
     x = binary(3)
     step, grid = 0.1, grid_2d(0.1)
     with torch.no_grad():
@@ -146,7 +151,7 @@ def test_importance_sampled_log_likelihood_matches_quadrature():
         q_mass = model.encode(x).log_prob(grid[:, None].expand(-1, 3, -1)).exp().sum(0) * step**2
         elbo = model(x, k=2000).elbo
     assert torch.allclose(q_mass, torch.ones(3), atol=1e-4), q_mass  # q(z|x) is a normalized density
-    assert (elbo < exact - 1.0).all(), (elbo, exact)
+    assert (elbo < exact - 0.5).all(), (elbo, exact)
     estimate = model.log_likelihood(x, k=10000)
     assert torch.allclose(estimate, exact, atol=0.05), (estimate, exact)
 

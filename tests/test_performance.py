@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import vaekit
-from vaekit.config import make_config
+from vaekit.config import make_config, parse_value
+from vaekit.data import DataSet, Split
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.training import performance as perf
@@ -50,11 +51,15 @@ def test_compile_choice(monkeypatch):
     assert perf.pick_compile("auto", CPU, perf.CPU_COMPILE_MIN_STEPS - 1) is False
     assert perf.pick_compile("auto", CPU, perf.CPU_COMPILE_MIN_STEPS) is True
     assert perf.pick_compile("on", CPU, 1) is True
+    # YAML and the command line read on/off/true/false as booleans
+    cfg = make_config(overrides={"train.compile": parse_value("on")}).train
+    assert cfg.compile is True and perf.pick_compile(cfg.compile, CPU, 1) is True
+    assert perf.pick_compile(parse_value("false"), CUDA, 1) is False
     monkeypatch.setattr(perf, "compiler_available", lambda device: False)
     assert perf.pick_compile("auto", CPU, 10**9) is False
     with pytest.raises(ConfigError, match="g\\+\\+"):
         perf.pick_compile("on", CPU, 1)
-    with pytest.raises(ConfigError, match="auto, on, off"):
+    with pytest.raises(ConfigError, match="auto, true or false"):
         perf.pick_compile("yes", CPU, 1)
 
 
@@ -201,6 +206,9 @@ def test_streaming_refuses_what_it_cannot_stream(tmp_path):
 
     with pytest.raises(ConfigError, match="folder:PATH"):
         open_folder_stream(make_config(overrides={"train.streaming": True}))
+    with pytest.raises(ConfigError, match="DataSet"):
+        vaekit.train(tmp_path / "x", data=DataSet("d", *(Split(torch.rand(4, 1, 2, 2)),) * 3, kind="image"),
+                     **{"train.streaming": True})
     folder = _image_folder(tmp_path / "images", 6)
     cfg = make_config(overrides={"data.name": f"folder:{folder}", "data.binarize": "static"})
     with pytest.raises(ConfigError, match="dynamic"):

@@ -95,7 +95,7 @@ class TrainConfig:
     max_rollbacks: int = 3  # rollbacks (each lowers the learning rate) before training stops with an error
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
     precision: str = "auto"  # auto (bf16 autocast where the hardware is fast at it) | fp32 | bf16
-    compile: str = "auto"  # torch.compile: auto (on for CUDA, CPU runs >= 50000 steps) | on | off
+    compile: bool | str = "auto"  # torch.compile: auto (on for CUDA, CPU runs >= 50000 steps) | true | false
     streaming: bool = False  # read training images from disk each epoch (folder: data larger than RAM)
     num_workers: int = 2  # streaming: DataLoader worker processes decoding images
 

@@ -4,9 +4,9 @@ paper, Kingma et al. 2016; NVAE, Vahdat & Kautz 2020).
 L stochastic layers, z_L at the top (sampled first) down to z_1 next to x. A deterministic state s
 carries what has been sampled so far down the layers, and the decoder reads the last state:
 
-    s_L = a learned constant,         s_{l-1} = s_l + g_l([s_l, z_l]),      x ~ p(x | s_0)
-    p(z_L) = N(0, I),                 p(z_l | z_>l) = N(mu_l(s_l), sigma_l(s_l)^2)
-    q(z_l | z_>l, x) = N(mu_l + dmu_l, (sigma_l * dsigma_l)^2),  (dmu_l, dsigma_l) = h_l([s_l, d_l(x)])
+    s_L = a learned constant,         s_{l-1} = s_l + A_l [act(s_l), z_l],      x ~ p(x | s_0)
+    p(z_L) = N(0, I),                 p(z_l | z_>l) = N(mu_l(s_l), sigma_l(s_l)^2)   (a small MLP)
+    q(z_l | z_>l, x) = N(mu_l + dmu_l, (sigma_l * dsigma_l)^2),  (dmu_l, dsigma_l) = B_l [s_l, d_l(x)]
 
 The posterior walks the prior's own path and is parameterized relative to it (NVAE's residual
 form), so per layer KL(q_l || p_l) = sum_i 0.5 (dmu_i^2 / sigma_i^2 + dsigma_i^2 - 1) - log dsigma_i,
@@ -15,10 +15,11 @@ d_{l+1} = d_l + f_l(d_l). A latent vector is z = [z_L, ..., z_1] (sampling order
 ``model.latent_dims``); the top-down path is the model's prior p(z), so ``sample``, ``elbo`` and the
 importance-sampled ``log_likelihood`` are the plain VAE's.
 
-Every linear layer of the model starts from He initialization (Kaiming normal) instead of PyTorch's
-default, which shrinks a signal's variance about threefold per layer: through the deeper top-down
-path the decoder's output then hardly depends on z at the start, and training sits on the
-"independent pixels" plateau for most of an epoch before the latents are used.
+The state updates A_l and posterior heads B_l are single linear maps, so with one layer the model is
+the plain VAE up to a linear reparameterization, and every linear layer starts from He initialization
+(Kaiming normal) instead of PyTorch's default, which shrinks a signal's variance about threefold per
+layer. With deeper cells or the default initialization, the decoder's output hardly depends on z at
+the start and training sits on the "independent pixels" plateau for most of the first epochs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from vaekit.distributions import DiagonalGaussian, Likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets
-from vaekit.nets.mlp import mlp
+from vaekit.nets.mlp import ACTIVATIONS, mlp
 from vaekit.nets.resnet import fits_resnet
 from vaekit.objectives import Terms
 from vaekit.priors import Prior
@@ -53,8 +54,9 @@ class StochasticLayer(nn.Module):
         super().__init__()
         self.dim = dim
         self.prior_net = None if top else mlp([width, width, 2 * dim], activation)
-        self.posterior_net = mlp([2 * width, width, 2 * dim], activation)
-        self.update_net = mlp([width + dim, width, width], activation)
+        self.posterior_net = nn.Linear(2 * width, 2 * dim)
+        self.update_net = nn.Linear(width + dim, width)
+        self.act = ACTIVATIONS[activation]()
 
     def prior(self, s: torch.Tensor) -> DiagonalGaussian:
         """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
@@ -70,8 +72,8 @@ class StochasticLayer(nn.Module):
         return DiagonalGaussian(p.loc + dmu, p.scale * ratio)
 
     def update(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """s_{l-1} = s_l + g_l([s_l, z_l])."""
-        return s + self.update_net(torch.cat([s, z], -1))
+        """s_{l-1} = s_l + A_l [act(s_l), z_l]."""
+        return s + self.update_net(torch.cat([self.act(s), z], -1))
 
 
 @dataclass

@@ -83,10 +83,12 @@ def compiler_available(device: torch.device) -> bool:
     return device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
-def pick_compile(name: str, device: torch.device, total_steps: int) -> bool:
-    """``train.compile``: auto = on for CUDA, and on CPU for runs of at least CPU_COMPILE_MIN_STEPS."""
+def pick_compile(name: bool | str, device: torch.device, total_steps: int) -> bool:
+    """``train.compile`` (true/on, false/off, auto): auto = on for CUDA, and on CPU for runs of at
+    least CPU_COMPILE_MIN_STEPS."""
+    name = {True: "on", False: "off"}.get(name, name) if isinstance(name, bool) else name
     if name not in SWITCHES:
-        raise ConfigError(f"unknown train.compile {name!r}", f"use one of: {', '.join(SWITCHES)}")
+        raise ConfigError(f"unknown train.compile {name!r}", "use auto, true or false")
     if name == "off" or sys.platform == "win32":
         return False
     if name == "on":

@@ -86,8 +86,15 @@ class FolderStream:
             yield to_unit(x.to(device, non_blocking=True))
 
 
-def open_folder_stream(cfg: Config, seed: int = 0, test_fraction: float = 0.1) -> FolderStream:
+def open_folder_stream(
+    cfg: Config, given: DataSet | None = None, seed: int = 0, test_fraction: float = 0.1
+) -> FolderStream:
     """The streaming view of ``data.name = folder:PATH``, split exactly as ``load_folder`` splits it."""
+    if given is not None:
+        raise ConfigError(
+            "train.streaming reads data.name from disk, but a DataSet in memory was passed too",
+            "pass no DataSet (with data.name=folder:PATH), or set train.streaming=false",
+        )
     spec = cfg.data.name
     if not spec.lower().startswith(PREFIX):
         raise ConfigError(

@@ -148,7 +148,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         tune_backends(self.device)
         torch.manual_seed(cfg.train.seed)
-        self.stream = open_folder_stream(cfg) if cfg.train.streaming else None
+        self.stream = open_folder_stream(cfg, data) if cfg.train.streaming else None
         self.data = self.stream.data if self.stream else data if data is not None else load_dataset(
             cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction
         )
