@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--note", default="", help="recorded in the result, e.g. that the machine was shared")
     ap.add_argument("--progress", action="store_true", help="show the trainer's progress bars")
+    ap.add_argument("--name", default="hierarchical_vs_single", help="writes benchmarks/results/NAME.json")
     args = ap.parse_args()
     result = compare(args.epochs, args.k, args.test_examples, args.models, args.threads, args.progress)
     for key, gain in result.items():
@@ -121,7 +122,7 @@ def main() -> None:
     )
     if args.note:
         result["note"] = args.note
-    save_result("hierarchical_vs_single", result)
+    save_result(args.name, result)
 
 
 if __name__ == "__main__":

@@ -260,8 +260,11 @@ def test_cli_trains_and_encodes_a_hierarchical_model(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_beats_the_one_layer_model_on_mnist_at_equal_budget(mnist_npz):
+    """The issue's claim at the presets' own budget (10 epochs, same objective), test NLL with K = 100
+    on 1000 test examples; benchmarks/hierarchical.py records the same comparison (about 15 minutes
+    on 2 CPU cores)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from hierarchical import compare
 
-    result = compare(epochs=3, k=100, test_examples=2000, names=["hierarchical", "one-layer"])
+    result = compare(epochs=10, k=100, test_examples=1000, names=["hierarchical", "one-layer"], threads=2)
     assert result["nll_gain_over_one-layer"]["nats"] > 0, result
