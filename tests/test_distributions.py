@@ -151,3 +151,16 @@ def test_bad_likelihood_configs_are_refused():
         build_likelihood("logistic-mixture", (4,), None)
     with pytest.raises(ConfigError, match="per-pixel"):
         build_likelihood("gaussian", (4,), None, scale="learnt")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.floats(0.1, 30.0), st.integers(0, 2**16))
+def test_fused_bernoulli_log_prob_matches_torch(batch, dims, scale, seed):
+    """The fused log-prob sum_d [x l - softplus(l)] equals torch's Bernoulli log-prob summed."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, 1, dims, generator=g, dtype=torch.float64) * scale
+    x = torch.bernoulli(torch.full_like(logits, 0.4), generator=g)
+    ours = BernoulliLikelihood()(logits).log_prob(x)
+    ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2))
+    assert ours.shape == (batch,)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-8)

@@ -73,6 +73,12 @@ class DiscretizedLogisticMixture(Distribution):
         )
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        log_mix = self.log_prob_per_dim(x)
+        return log_mix.flatten(start_dim=log_mix.dim() - self.event_dims).sum(-1)
+
+    def log_prob_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """log P(x_d) for every data dimension, x's shape: ``log_prob`` before the sum over the event
+        dims (what conditional completion needs to score only the observed entries)."""
         x = x.unsqueeze(-1)
         half_bin = 0.5 / (self.levels - 1)
         inv_s = torch.exp(-self.log_scales)
@@ -93,8 +99,7 @@ class DiscretizedLogisticMixture(Distribution):
         log_bin = torch.where(
             edge_low, log_cdf_plus, torch.where(edge_high, log_one_minus_cdf_minus, log_mid)
         )
-        log_mix = torch.logsumexp(log_bin + F.log_softmax(self.logit_probs, dim=-1), dim=-1)
-        return log_mix.flatten(start_dim=log_mix.dim() - self.event_dims).sum(-1)
+        return torch.logsumexp(log_bin + F.log_softmax(self.logit_probs, dim=-1), dim=-1)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -125,13 +130,30 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
 
+class BernoulliLogits(Independent):
+    """prod_d Bernoulli(x_d; sigmoid(l_d)) over all but the batch dimension, with a fused log-prob:
+
+        log p(x) = sum_d [x_d l_d - softplus(l_d)]
+
+    two elementwise passes and one sum instead of torch's generic path (broadcast, negated
+    BCE-with-logits in several passes): the likelihood is a fifth of a CPU training step of the MNIST
+    MLP and a third of an importance-sampling forward call."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__(Bernoulli(logits=logits, validate_args=False), logits.dim() - 1, validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits = self.base_dist.logits
+        return (value * logits - F.softplus(logits)).flatten(1).sum(-1)
+
+
 class BernoulliLikelihood(Likelihood):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logit_d)), for binary (or binarized) data."""
 
     discrete = True
 
     def forward(self, params: torch.Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params, validate_args=False), params.dim() - 1)
+        return BernoulliLogits(params)
 
 
 class GaussianLikelihood(Likelihood):

@@ -178,8 +178,7 @@ class SyncedGuard(DivergenceGuard):
     gradients, which the all-reduce spreads), so the skip decision, made on the averaged gradients,
     is the same everywhere and no rank waits for another in a collective."""
 
-    def loss_ok(self, loss: torch.Tensor) -> bool:
-        return True
+    check_loss = False
 
 
 class SyncedInterrupt(DeferredInterrupt):

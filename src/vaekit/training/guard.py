@@ -25,44 +25,63 @@ def params_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
+POLL_EVERY = 50  # steps between the host reads of the guard's counters (a GPU never waits per step)
+
+
 class DivergenceGuard:
-    """Counts non-finite steps and rolls a trainer back when there are too many in a row."""
+    """Flags non-finite steps and rolls a trainer back when there are too many in a row.
+
+    Everything per step stays on the device: ``check`` returns the step's flag as a tensor (the fused
+    optimizer skips its update when it is 1) and advances three counters (current run of bad steps,
+    longest run since the last read, bad steps since the last read); ``poll`` reads them to the host."""
+
+    check_loss = True  # whether a non-finite loss alone marks a step bad (see SyncedGuard)
 
     def __init__(self, max_bad_steps: int, max_rollbacks: int, lr_backoff: float) -> None:
         self.max_bad_steps = max_bad_steps
         self.max_rollbacks = max_rollbacks
         self.lr_backoff = lr_backoff
-        self.bad_in_row = 0
+        self.counters: torch.Tensor | None = None  # [run, longest run, bad steps] since the last poll
 
-    def loss_ok(self, loss: torch.Tensor) -> bool:
-        return bool(torch.isfinite(loss))
-
-    def grads_ok(self, params: Iterable[torch.nn.Parameter], clip: float) -> bool:
-        """Clip the gradient norm to ``clip`` (0 = no clipping); True when the norm is finite."""
+    def check(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
+        """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
+        when the gradient norm or, with ``check_loss``, the loss is not finite, else 0.0."""
         params = [p for p in params if p.grad is not None]
-        if not params:
-            return True
-        if clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        else:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-        return bool(torch.isfinite(norm))
+        bad = loss.new_zeros((), dtype=torch.bool)
+        if params:
+            if clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+            bad = ~torch.isfinite(norm)
+        if self.check_loss:
+            bad = bad | ~torch.isfinite(loss)
+        bad = bad.float()
+        if self.counters is None:
+            self.counters = torch.zeros(3, device=bad.device)
+        run = (self.counters[0] + 1) * bad
+        self.counters = torch.stack([run, torch.maximum(self.counters[1], run), self.counters[2] + bad])
+        return bad
 
-    def step_done(self, ok: bool) -> bool:
-        """Record whether a step was finite; True when it is time to roll back."""
-        self.bad_in_row = 0 if ok else self.bad_in_row + 1
-        return self.tripped
+    def poll(self) -> tuple[int, bool]:
+        """(bad steps since the last poll, whether it is time to roll back); reads the device."""
+        if self.counters is None:
+            return 0, False
+        run, longest, bad = (int(v) for v in self.counters.tolist())
+        self.counters = self.counters.new_tensor([run, run, 0])
+        return bad, longest >= self.max_bad_steps
 
-    @property
-    def tripped(self) -> bool:
-        return self.bad_in_row >= self.max_bad_steps
+    def reset(self) -> None:
+        """Forget the counters (after a rollback)."""
+        self.counters = None
 
-    def roll_back(self, trainer: Trainer) -> None:
-        """Reload the last checkpoint with a lower learning rate, or raise DivergenceError."""
+    def roll_back(self, trainer: Trainer, tripped: bool) -> None:
+        """Reload the last checkpoint with a lower learning rate, or raise DivergenceError; ``tripped``:
+        because of a run of bad steps (else because the parameters became non-finite)."""
         live = trainer.state
         why = (
-            f"{self.bad_in_row} steps in a row had a non-finite loss or gradient"
-            if self.tripped
+            f"{self.max_bad_steps} or more steps in a row had a non-finite loss or gradient"
+            if tripped
             else "the parameters became non-finite"
         )
         if live.rollbacks >= self.max_rollbacks:
@@ -84,7 +103,7 @@ class DivergenceGuard:
         for group in trainer.opt.param_groups:
             group["lr"] *= scale / restored.lr_scale
         restored.lr_scale, restored.rollbacks, restored.skipped_steps = scale, rollbacks, skipped
-        self.bad_in_row = 0
+        self.reset()
         print(
             f"warning: {why} (step {at_step}); rolled back to the checkpoint of step {restored.step} "
             f"with the learning rate lowered to {trainer.opt.param_groups[0]['lr']:g} "

@@ -37,7 +37,7 @@ from vaekit.training.checkpoint import (
     remove_stale_temps,
     save_tensors,
 )
-from vaekit.training.guard import params_finite
+from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
 from vaekit.training.performance import (
     Forward,
@@ -168,8 +168,8 @@ class Trainer:
             self.world, cfg.train.max_bad_steps, cfg.train.max_rollbacks, cfg.train.lr_backoff
         )
         self.interrupt = distributed.make_interrupt(self.world, self.device)
-        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # this epoch's loss/recon/kl
-        self.seen = 0
+        # this epoch's loss/recon/KL sums and example count, on the device
+        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.x_train = self._train_view()
         self.y_train = self._labels(self.data.train.y)
         self.x_valid = eval_view(self.data.valid.x, cfg.data.binarize, cfg.data.binarize_seed).to(self.device)
@@ -266,6 +266,7 @@ class Trainer:
         False when the parameters are not finite: a diverged model never replaces a good checkpoint."""
         if not params_finite(self.model):
             return False
+        self._poll_guard()  # the skipped-step count is part of the state
         mid_epoch = self.state.batch > 0
         sums, seen = self._world_sums()
         self.state.epoch_sums = sums.tolist() if mid_epoch else [0.0, 0.0, 0.0]
@@ -282,7 +283,7 @@ class Trainer:
 
     def _world_sums(self) -> tuple[torch.Tensor, int]:
         """This epoch's loss/recon/KL sums and example count, over all ranks."""
-        total = self.world.sum(torch.cat([self.sums, self.sums.new_tensor([self.seen])]))
+        total = self.world.sum(self.sums)
         return total[:3], int(total[3])
 
     # -- the loop ---------------------------------------------------------------------------
@@ -292,6 +293,21 @@ class Trainer:
         terms = self.forward(xb, yb, obj.samples)
         warmup_steps = int(obj.warmup_epochs * steps_per_epoch)
         return make_loss(terms, obj, self.state.step, warmup_steps, self.x_train.shape[0], self.model)
+
+    def _update(self, bad: torch.Tensor) -> None:
+        """The optimizer step, skipped when ``bad`` (a device flag) is 1: the fused kernel reads the
+        flag itself (as under a GradScaler); other optimizers need the host to read it."""
+        if self.policy.fused_optimizer:
+            self.opt.found_inf = bad
+            self.opt.step()
+        elif not bool(bad):
+            self.opt.step()
+
+    def _poll_guard(self) -> bool:
+        """Read the guard's counters into the state; True when it is time to roll back."""
+        skipped, tripped = self.guard.poll()
+        self.state.skipped_steps += skipped
+        return tripped
 
     def fit(self) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last validation metrics.
@@ -329,8 +345,9 @@ class Trainer:
             epoch = self.state.epoch
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             perm = perm.to(self.device)
-            self.sums = torch.tensor(self.state.epoch_sums, dtype=torch.float64, device=self.device)
-            self.seen = self.state.epoch_seen
+            self.sums = torch.tensor(
+                [*self.state.epoch_sums, self.state.epoch_seen], dtype=torch.float64, device=self.device
+            )
             t0 = time.perf_counter()
             bar = tqdm(
                 total=steps_per_epoch,
@@ -349,32 +366,30 @@ class Trainer:
                 yb = None if self.y_train is None else self.y_train[idx]
                 out = self._loss(xb, yb, steps_per_epoch)
                 self.opt.zero_grad(set_to_none=True)
-                ok = self.guard.loss_ok(out.loss)
-                if ok:
-                    out.loss.backward()
-                    ok = self.guard.grads_ok(self.model.parameters(), cfg.grad_clip)
-                if ok:
-                    self.opt.step()
-                    self.sums += torch.stack([out.loss.detach(), out.recon, out.kl]).double() * len(idx)
-                    self.seen += len(idx)
-                else:
-                    self.state.skipped_steps += 1
+                out.loss.backward()  # also for a non-finite loss: its gradients are then non-finite too
+                bad = self.guard.check(out.loss.detach(), self.model.parameters(), cfg.grad_clip)
+                self._update(bad)
+                with torch.no_grad():
+                    step_sums = torch.stack([out.loss, out.recon, out.kl, torch.ones_like(out.loss)])
+                    self.sums += torch.where(bad > 0, 0.0, step_sums.double() * len(idx))
                 self.state.step += 1
                 self.state.batch = b + 1
                 if not bar.disable and (b % 10 == 0 or b == steps_per_epoch - 1):  # a device read
-                    loss, recon, kl = (self.sums / max(self.seen, 1)).tolist()
-                    bar.set_postfix(
-                        loss=f"{loss:.2f}", recon=f"{recon:.2f}", kl=f"{kl:.2f}", step=self.state.step
-                    )
+                    loss, recon, kl, seen = self.sums.tolist()
+                    bar.set_postfix(loss=f"{loss / max(seen, 1):.2f}", recon=f"{recon / max(seen, 1):.2f}",
+                                    kl=f"{kl / max(seen, 1):.2f}", step=self.state.step)
                 bar.update(1)
-                if ok and cfg.checkpoint_every and self.state.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()  # only after a good step: a rollback lands before the trouble
-                if self.guard.step_done(ok):
-                    break
+                checkpoint = bool(cfg.checkpoint_every) and self.state.step % cfg.checkpoint_every == 0
+                if checkpoint or self.state.step % POLL_EVERY == 0:  # a device read every few steps
+                    if self._poll_guard():
+                        break
+                    if checkpoint and not self.guard.counters[0]:  # only after a good step: a
+                        self.save_checkpoint()  # rollback lands before the trouble
                 self.interrupt.check()
             bar.close()
-            if self.guard.tripped or not params_finite(self.model):
-                self.guard.roll_back(self)
+            tripped = self._poll_guard()
+            if tripped or not params_finite(self.model):
+                self.guard.roll_back(self, tripped)
                 continue
             sums, seen = self._world_sums()  # reads the device: the epoch's work is done
             train_time = time.perf_counter() - t0
@@ -382,6 +397,7 @@ class Trainer:
             valid = evaluate_elbo(
                 self.model, self.x_valid, self.y_valid, cfg.eval_batch_size, self.cfg.data.binarize_seed
             )
+            valid.update(self._layer_kl())
             self.state.epoch += 1
             self.state.batch = 0
             last = {
@@ -419,6 +435,19 @@ class Trainer:
             self.interrupt.check()
         self.finish()
         return last
+
+    def _layer_kl(self) -> dict[str, Any]:
+        """{"kl_layers": validation KL per stochastic layer, top first} for a hierarchical model, else {};
+        the same posterior walks as evaluate_elbo's (same seed and batches), so the layers sum to its KL."""
+        from vaekit.report import layer_kl
+
+        cfg = self.cfg
+        was_training = self.model.training
+        self.model.eval()
+        seed = cfg.data.binarize_seed
+        out = layer_kl(self.model, self.x_valid, self.y_valid, cfg.train.eval_batch_size, seed)
+        self.model.train(was_training)
+        return out
 
     def finish(self) -> None:
         """Final weights, pictures and report (rank 0 writes them)."""
