@@ -38,7 +38,7 @@ VARIANTS = [
     ("cvae", "mnist-cvae", "conditional on the label, 2-D latent (numbers are -log p(x|y))"),
     ("beta-vae", "mnist-beta-vae", "beta = 4"),
     ("beta-tcvae", "mnist-betatc-vae", "ELBO + 5 x total correlation"),
-    ("infovae", "mnist-infovae", "ELBO + 1000 x MMD (RBF)"),
+    ("infovae", "mnist-infovae", "ELBO + 100 x MMD (RBF)"),
     ("mog-prior", "mnist-mog-prior", "learned 50-component Gaussian mixture prior"),
     ("vampprior", "mnist-vampprior", "VampPrior, 500 pseudo-inputs"),
     ("iaf", "mnist-iaf", "2 IAF steps on the posterior"),
