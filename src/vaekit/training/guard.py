@@ -47,16 +47,14 @@ class DivergenceGuard:
         """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
         when the gradient norm or, with ``check_loss``, the loss is not finite, else 0.0."""
         params = [p for p in params if p.grad is not None]
-        bad = loss.new_zeros((), dtype=torch.bool)
-        if params:
-            if clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-            else:
-                norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-            bad = ~torch.isfinite(norm)
+        bad = torch.zeros((), device=loss.device)  # float32, as the kernels below want
+        if params and clip > 0:
+            bad = (~torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))).float()
+        elif params:  # GradScaler's one-kernel check (scale 1): sets ``bad`` to 1 if any value is not finite
+            one = torch.ones((), device=loss.device)
+            torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], bad, one)
         if self.check_loss:
-            bad = bad | ~torch.isfinite(loss)
-        bad = bad.float()
+            bad = torch.maximum(bad, (~torch.isfinite(loss)).float())
         if self.counters is None:
             self.counters = torch.zeros(3, device=bad.device)
         run = (self.counters[0] + 1) * bad
