@@ -153,9 +153,11 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
 
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     from vaekit.api import train
+    from vaekit.training.distributed import world_from_env
 
     train(ns.out, config=ns.config, preset=ns.preset, overwrite=ns.overwrite, **_overrides(ns, rest))
-    print(f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
+    if world_from_env().main:  # under torchrun, one line, not one per rank
+        print(f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
     return 0
 
 
@@ -167,7 +169,8 @@ def cmd_resume(ns: argparse.Namespace) -> int:
     print(f"Resuming {ns.run_dir} at epoch {st.epoch + 1}/{trainer.cfg.train.epochs}, batch {st.batch}, "
           f"step {st.step}", file=sys.stderr)
     trainer.fit()
-    print(f"Run completed in {ns.run_dir}")
+    if trainer.world.main:
+        print(f"Run completed in {ns.run_dir}")
     return 0
 
 
