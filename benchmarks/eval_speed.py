@@ -1,11 +1,16 @@
 """Speed of the chunked, batched evaluation (`vaekit evaluate --nll-samples K`) on the MNIST test set
-for the mnist-mlp model, next to a straightforward per-example loop in the same run.
+for the mnist-mlp model, next to straightforward per-example loops in the same run, all on the same weights.
 
-The loop is what one writes from the formula: for each example, one forward call with all K samples,
-then logsumexp - log K. It is timed on the first --loop-examples examples and extrapolated linearly to
-the whole set (it does the same work per example for every example); the output says so.
+Per-example loops (one example at a time, logsumexp - log K per example):
+* vaekit loop: vaekit's model called once per example with all K samples;
+* formula loop: the formula with torch.distributions and plain nn.Linear copies of the nets, no vaekit code;
+* pythae: pythae 0.1.2's own ``VAE.get_nll(x, n_samples=K, batch_size=100)`` on the same nets.
+Each loop is timed on the first examples (--loop-examples, --pythae-examples) and extrapolated linearly
+to the whole set (the work per example is the same for every example); the chunked evaluation is also
+timed on the loops' subset for a measured same-subset ratio. Every timing has wall seconds and process
+CPU seconds: on a shared machine the CPU seconds (one torch thread) are the contention-robust figure.
 
-    python benchmarks/eval_speed.py                       # K=5000, full test set (long on a CPU)
+    python benchmarks/eval_speed.py --run RUN --threads 1        # K=5000, full test set (long on a CPU)
     python benchmarks/eval_speed.py --k 50 --examples 1000 --loop-examples 50 --out eval_speed-smoke
 """
 
@@ -14,9 +19,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from _common import require_mnist, save_result
+from _eval_baselines import formula_loop, plain_nets, pythae_nll, pythae_vae
 
 from vaekit.config import make_config
 from vaekit.data import load_dataset
@@ -27,88 +35,131 @@ from vaekit.training import run_dir as rd
 from vaekit.training.trainer import pick_device
 
 
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(fn(), wall seconds, process CPU seconds)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
 @torch.no_grad()
-def per_example_loop(model: torch.nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
-    """log p(x) one example at a time, all K samples in one forward call, [N] float64."""
-    out = []
+def vaekit_loop(model: torch.nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    """log p(x) one example at a time, all K samples in one vaekit forward call, [N] float64."""
+    out = torch.empty(x.shape[0], dtype=torch.float64)
     for i in range(x.shape[0]):
         lw = model(x[i : i + 1], None, k).log_weights().double()
-        out.append(torch.logsumexp(lw, 0) - math.log(k))
-    return torch.cat(out)
+        out[i] = torch.logsumexp(lw, 0)[0] - math.log(k)
+    return out
+
+
+def loop_entry(how: str, m: int, n: int, wall: float, cpu: float, nll: float) -> dict[str, Any]:
+    """A per-example loop timed on m examples, extrapolated linearly to n."""
+    return {"how": how, "examples_timed": m, "wall_seconds_measured": wall, "cpu_seconds_measured": cpu,
+            "wall_seconds": wall * n / m, "cpu_seconds": cpu * n / m, "extrapolated": m < n,
+            "nll_on_timed_examples": nll}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--k", type=int, default=5000, help="importance samples per example")
     p.add_argument("--examples", type=int, default=0, help="test examples to evaluate (0 = all 10000)")
-    p.add_argument("--loop-examples", type=int, default=100, help="examples the per-example loop is timed on")
+    p.add_argument("--loop-examples", type=int, default=100, help="examples the loops are timed on")
+    p.add_argument("--pythae-examples", type=int, default=100, help="examples pythae's get_nll is timed on")
     p.add_argument("--batch-size", type=int, default=None, help="examples per forward call (default: auto)")
     p.add_argument("--sample-chunk", type=int, default=None, help="samples per forward call (chunked)")
     p.add_argument("--run", default=None, help="a trained mnist-mlp run folder (default: untrained weights)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--out", default="eval_speed", help="result name under benchmarks/results/")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = pick_device("cpu")
 
     data = load_dataset(f"npz:{require_mnist()}")
     x = eval_view(data.test.x, "static", 0)
     x = x[: args.examples] if args.examples else x
     if args.run:
-        model = rd.load(args.run, device)
+        model = rd.load(args.run, device).eval()
         weights = f"trained run {args.run}"
     else:
         torch.manual_seed(0)
         cfg = make_config(preset="mnist-mlp")
         model = build_model(cfg.model, data.event_shape, 2, None).to(device).eval()
-        weights = "untrained mnist-mlp weights (seed 0): the work per sample does not depend on the weights"
+        weights = "untrained mnist-mlp weights (seed 0): the NLLs are meaningless, the timings are not"
+    enc, dec = plain_nets(model)
+    peer = pythae_vae(enc, dec, tuple(x.shape[1:]), model.latent_dim)
     n, k = x.shape[0], args.k
+    m, mp = min(args.loop_examples, n), min(args.pythae_examples, args.loop_examples, n)
     print(f"{n} test examples x K={k} samples on {device} ({torch.get_num_threads()} threads), {weights}")
 
-    t0 = time.perf_counter()
-    res = evaluate_model(model, x, k=k, batch_size=args.batch_size, sample_chunk=args.sample_chunk,
-                         seed=0, levels=2, progress=True)
-    chunked = time.perf_counter() - t0
-    print(f"chunked, batched evaluation: {chunked:.1f} s for {n} examples (nll {res['nll']:.3f})")
+    def chunked(xs: torch.Tensor, progress: bool) -> dict[str, Any]:
+        return evaluate_model(model, xs, k=k, batch_size=args.batch_size, sample_chunk=args.sample_chunk,
+                              seed=0, levels=2, progress=progress)
 
-    m = min(args.loop_examples, n)
-    xs = x[:m].to(device)
-    t0 = time.perf_counter()
-    loop_lp = per_example_loop(model, xs, k)
-    loop_time = time.perf_counter() - t0
-    loop_full = loop_time * n / m
-    print(f"per-example loop: {loop_time:.1f} s for the first {m} examples -> {loop_full:.1f} s "
-          f"extrapolated to {n}")
-    t0 = time.perf_counter()
-    sub = evaluate_model(model, x[:m], k=k, batch_size=args.batch_size, sample_chunk=args.sample_chunk,
-                         seed=0, levels=2)
-    chunked_sub = time.perf_counter() - t0
-    ratio = loop_full / chunked
-    print(f"speed-up (chunked vs per-example loop, whole set): {ratio:.2f}x; on the same {m} examples "
-          f"(both measured): {loop_time / chunked_sub:.2f}x")
+    res, c_wall, c_cpu = timed(lambda: chunked(x, True))
+    print(f"vaekit chunked: {c_wall:.1f} s wall, {c_cpu:.1f} s CPU for {n} examples (nll {res['nll']:.3f})")
+    sub, s_wall, s_cpu = timed(lambda: chunked(x[:m], False))
+
+    xs = x[:m]
+    torch.manual_seed(0)
+    v_lp, v_wall, v_cpu = timed(lambda: vaekit_loop(model, xs, k))
+    torch.manual_seed(0)
+    f_lp, f_wall, f_cpu = timed(lambda: formula_loop(enc, dec, xs, k))
+    torch.manual_seed(0)
+    p_nll, p_wall, p_cpu = timed(lambda: pythae_nll(peer, x[:mp], k))
+    loops = {
+        "vaekit_loop": loop_entry("vaekit's model, one forward call with all K samples per example",
+                                  m, n, v_wall, v_cpu, -float(v_lp.mean())),
+        "formula_loop": loop_entry("torch.distributions from the formula, plain nn.Linear nets, all K "
+                                   "samples per example in one call, no vaekit code", m, n, f_wall, f_cpu,
+                                   -float(f_lp.mean())),
+        "pythae_get_nll": loop_entry("pythae 0.1.2 VAE.get_nll(x, n_samples=K, batch_size=100) on the same "
+                                     "nets (re-encodes x per chunk of 100 samples), under torch.no_grad",
+                                     mp, n, p_wall, p_cpu, p_nll),
+    }
+    speedup = {name: {"cpu": e["cpu_seconds"] / c_cpu, "wall": e["wall_seconds"] / c_wall}
+               for name, e in loops.items()}
+    # same subset: the chunked time on the first mp examples is taken as mp/m of its time on m
+    same = {name: {"cpu": e["cpu_seconds_measured"] / (s_cpu * e["examples_timed"] / m),
+                   "wall": e["wall_seconds_measured"] / (s_wall * e["examples_timed"] / m)}
+            for name, e in loops.items()}
+    nll_first_mp = {"vaekit_loop": -float(v_lp[:mp].mean()), "formula_loop": -float(f_lp[:mp].mean()),
+                    "pythae_get_nll": p_nll}
+
+    rows = [("vaekit chunked (evaluate_model)", c_wall, c_cpu, None, res["nll"])]
+    rows += [(name, e["wall_seconds"], e["cpu_seconds"], speedup[name], e["nll_on_timed_examples"])
+             for name, e in loops.items()]
+    print(f"\n| system | CPU s / {n} ex. | wall s / {n} ex. | chunked ahead by (CPU / wall) | NLL (nats) |")
+    print("|---|---|---|---|---|")
+    for name, wall, cpu, r, nll in rows:
+        ratio = "1" if r is None else f"{r['cpu']:.2f}x / {r['wall']:.2f}x"
+        print(f"| {name} | {cpu:.0f} | {wall:.0f} | {ratio} | {nll:.3f} |")
+    print(f"\nloops timed on the first {m} examples (pythae {mp}), extrapolated linearly to {n}; NLL of a "
+          f"loop is on its timed examples. Chunked on the first {m}: {s_cpu:.1f} s CPU, "
+          f"nll {sub['nll']:.3f}; same-subset ratios (CPU / wall): "
+          + ", ".join(f"{name} {r['cpu']:.2f}x / {r['wall']:.2f}x" for name, r in same.items()))
+    print(f"NLL on the first {mp} examples: " + ", ".join(f"{a} {b:.3f}" for a, b in nll_first_mp.items()))
+
     save_result(args.out, {
-        "what": "seconds to evaluate -log p(x) with K importance samples on the MNIST test set, mnist-mlp",
+        "what": "seconds to evaluate -log p(x) with K importance samples on the MNIST test set, mnist-mlp, "
+                "vaekit's chunked evaluation next to three per-example loops on the same weights",
         "weights": weights,
         "device": str(device),
-        "machine_shared": "the CPU was shared with other processes during the run",
+        "machine_shared": "the 2-core CPU was shared with other jobs during the run: the CPU-second ratios "
+                          "(process_time, one torch thread) are the primary figure, wall ratios are noisier",
         "k": k,
         "examples": n,
         "batch_size": args.batch_size,
         "sample_chunk": args.sample_chunk,
-        "chunked_seconds": chunked,
-        "chunked_samples_per_second": n * k / chunked,
-        "chunked_nll": res["nll"],
-        "loop": "per example: one forward call with all K samples, logsumexp - log K",
-        "loop_examples_timed": m,
-        "loop_seconds_measured": loop_time,
-        "loop_seconds_extrapolated": loop_full,
-        "loop_extrapolated": m < n,
-        "speedup": ratio,
-        "same_subset": {"chunked_seconds": chunked_sub, "loop_seconds": loop_time,
-                        "speedup": loop_time / chunked_sub, "chunked_nll": sub["nll"],
-                        "loop_nll": -float(loop_lp.mean())},
+        "chunked": {"wall_seconds": c_wall, "cpu_seconds": c_cpu, "nll": res["nll"],
+                    "samples_per_cpu_second": n * k / c_cpu},
+        "loops": loops,
+        "loops_extrapolated": "each loop is timed on the first examples_timed examples and its seconds "
+                              "scaled linearly to all examples (same work per example)",
+        "speedup": speedup,
+        "same_subset": {"examples": m, "chunked_wall_seconds": s_wall, "chunked_cpu_seconds": s_cpu,
+                        "chunked_nll": sub["nll"], "speedup": same},
+        "nll_on_pythae_subset": {"examples": mp, **nll_first_mp},
     })
 
 

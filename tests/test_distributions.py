@@ -18,6 +18,7 @@ from vaekit.distributions import (
     GaussianLikelihood,
     LogisticMixtureLikelihood,
     build_likelihood,
+    log_prob_repeated,
 )
 from vaekit.errors import ConfigError
 from vaekit.priors import StandardNormal, kl_diag_gaussian_standard_normal
@@ -164,3 +165,19 @@ def test_fused_bernoulli_log_prob_matches_torch(batch, dims, scale, seed):
     ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2))
     assert ours.shape == (batch,)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(1, 30), st.integers(0, 2**16))
+def test_repeated_log_prob_matches_tiling_x(k, batch, dims, seed):
+    """log p(x_b | z_jb) from the batched product equals the log-prob of x tiled k times, for the
+    Bernoulli (fast path) and the Gaussian (tiled path) alike."""
+    g = torch.Generator().manual_seed(seed)
+    params = torch.randn(k * batch, 1, dims, generator=g, dtype=torch.float64) * 3
+    x = torch.rand(batch, 1, dims, generator=g, dtype=torch.float64)
+    tiled = x.repeat(k, 1, 1)
+    for lik in (BernoulliLikelihood(), GaussianLikelihood((1, dims), "fixed", 0.3).double()):
+        px = lik(params)
+        ours = log_prob_repeated(px, x, k)
+        assert ours.shape == (k, batch)
+        torch.testing.assert_close(ours, px.log_prob(tiled).view(k, batch), rtol=1e-10, atol=1e-8)

@@ -146,6 +146,24 @@ class BernoulliLogits(Independent):
         logits = self.base_dist.logits
         return (value * logits - F.softplus(logits)).flatten(1).sum(-1)
 
+    def log_prob_repeated(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log p(x_b | z_jb) as [k, B] when the logits are k sample-major blocks of B rows: sum_d x_d l_d
+        as one batched product with x itself (no k-fold copy of x, no product tensor), then the
+        softplus sum. For importance sampling with many samples per example."""
+        logits = self.base_dist.logits.reshape(k, x.shape[0], -1)
+        return torch.einsum("kbd,bd->kb", logits, x.reshape(x.shape[0], -1).to(logits.dtype)) - F.softplus(
+            logits
+        ).sum(-1)
+
+
+def log_prob_repeated(px: Distribution, x: torch.Tensor, k: int) -> torch.Tensor:
+    """log p(x_b | z_jb), [k, B], for a likelihood over k * B rows (sample-major: row j * B + b) and data
+    x [B, ...]: the Bernoulli's batched product when k > 1, else x tiled k times."""
+    if k > 1 and isinstance(px, BernoulliLogits):
+        return px.log_prob_repeated(x, k)
+    xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
+    return px.log_prob(xk).view(k, x.shape[0])
+
 
 class BernoulliLikelihood(Likelihood):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logit_d)), for binary (or binarized) data."""

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Distribution
 
+from vaekit.distributions import log_prob_repeated
 from vaekit.errors import DataError
 from vaekit.objectives import Terms
 from vaekit.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
@@ -84,8 +85,7 @@ class VAE(nn.Module):
         log_pz = self.prior.log_prob(z)
         ck = None if c is None else c.repeat(k, 1)
         px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
-        xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        log_px_z = px.log_prob(xk).view(k, b)
+        log_px_z = log_prob_repeated(px, x, k)
         kl_dims = None
         if getattr(self.posterior, "analytic_kl", False) and isinstance(self.prior, StandardNormal):
             kl_dims = kl_diag_gaussian_standard_normal(q.loc, q.scale)
