@@ -1,7 +1,7 @@
 """Issue 6: the hierarchical VAE (two stochastic layers, top-down inference) against one-layer models
 at equal budget on MNIST: the same data, epochs, batch size, optimizer and ResNet towers.
 
-Models: ``hierarchical`` (preset mnist-hierarchical, latent [16, 16]), ``one-layer`` (preset
+Models: ``hierarchical`` (preset mnist-hierarchical, latent [32, 8]), ``one-layer`` (preset
 mnist-resnet: the plain VAE, one 32-unit layer) and ``one-layer-topdown`` (the hierarchical code
 with a single 32-unit layer, i.e. the same networks minus the second stochastic layer). Reports test
 ELBO, test NLL by importance sampling (K samples per example, stated), KL per layer, parameters

@@ -230,6 +230,24 @@ def test_trained_resnet_model_saves_loads_and_reports_layer_kl(tmp_path):
     assert "## KL per stochastic layer" in report and "z_2 (top), 2 units" in report
 
 
+def test_each_epoch_record_has_the_validation_kl_per_layer(tmp_path):
+    """metrics.jsonl: kl_layers (top first) per epoch for a hierarchical model, summing to the record's
+    KL (the same posterior walks); a plain VAE's records have none."""
+    overrides = {**DIGITS, "model.latent_dims": [3, 2], "model.hidden": [16], "train.epochs": 2,
+                 "train.batch_size": 16}
+    Trainer(make_config(overrides=overrides), tmp_path / "h", data=image_data()).fit()
+    records = [json.loads(line) for line in (tmp_path / "h" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert len(r["kl_layers"]) == 2 and min(r["kl_layers"]) > 0
+        assert math.isclose(sum(r["kl_layers"]), r["kl"], rel_tol=1e-6)
+    plain = {**DIGITS, "model.kind": "vae", "model.latent_dim": 3, "model.hidden": [16], "train.epochs": 1,
+             "train.batch_size": 16}
+    Trainer(make_config(overrides=plain), tmp_path / "v", data=image_data()).fit()
+    record = json.loads((tmp_path / "v" / "metrics.jsonl").read_text())
+    assert "kl_layers" not in record and record["epoch"] == 1
+
+
 @pytest.mark.parametrize("objective", [{"objective.name": "iwae", "objective.samples": 3},
                                        {"objective.free_bits": 0.2, "objective.warmup_epochs": 1.0}])
 def test_objectives_train_the_model(objective):
@@ -260,11 +278,12 @@ def test_cli_trains_and_encodes_a_hierarchical_model(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_beats_the_one_layer_model_on_mnist_at_equal_budget(mnist_npz):
-    """The issue's claim at the presets' own budget (10 epochs, same objective), test NLL with K = 100
-    on 1000 test examples; benchmarks/hierarchical.py records the same comparison (about 15 minutes
-    on 2 CPU cores)."""
+    """The issue's claim at the presets' own budget (10 epochs, same objective): a test NLL (K = 100,
+    1000 test examples) lower by more than twice the paired standard error. The same run as
+    benchmarks/results/hierarchical_vs_single.json (1 thread; about 25 minutes on an idle CPU core)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from hierarchical import compare
 
-    result = compare(epochs=10, k=100, test_examples=1000, names=["hierarchical", "one-layer"], threads=2)
-    assert result["nll_gain_over_one-layer"]["nats"] > 0, result
+    result = compare(epochs=10, k=100, test_examples=1000, names=["hierarchical", "one-layer"], threads=1)
+    gain = result["nll_gain_over_one-layer"]
+    assert gain["nats"] > 2 * gain["sem"], result

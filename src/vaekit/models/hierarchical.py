@@ -37,7 +37,7 @@ from vaekit.distributions import DiagonalGaussian, Likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets
-from vaekit.nets.mlp import ACTIVATIONS, mlp
+from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
 from vaekit.nets.resnet import fits_resnet
 from vaekit.objectives import Terms
 from vaekit.priors import Prior
@@ -298,11 +298,13 @@ def build_hierarchical(
 
 def he_init(model: nn.Module, activation: str) -> None:
     """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
-    zero biases for every linear layer of ``model``."""
+    zero biases for every linear layer of ``model``: nn.Linear ([out, in] weights) and the MLP nets'
+    Dense ([in, out] weights, so its fan-in is the first dimension)."""
     nonlinearity = "tanh" if activation == "tanh" else "relu"
     for layer in model.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+        if isinstance(layer, nn.Linear | Dense):
+            mode = "fan_out" if isinstance(layer, Dense) else "fan_in"
+            nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
             nn.init.zeros_(layer.bias)
 
 
