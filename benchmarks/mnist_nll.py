@@ -19,6 +19,7 @@ rows compare a different architecture of about the same size.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -115,18 +116,38 @@ def probe_seconds(overrides: dict[str, Any], n_train: int, n_test: int, k_eval: 
     return train, per_row * n_test * k_eval
 
 
+def finished_row(
+    out: Path, args: argparse.Namespace, n_test: int
+) -> tuple[dict[str, Any], float, float] | None:
+    """(test evaluation, training seconds, evaluation seconds) of a run folder this script already
+    finished with the same epochs, K and test set, else None."""
+    try:
+        res = json.loads((out / "evaluation.json").read_text())["test"]
+        epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    except (OSError, KeyError, ValueError):
+        return None
+    if res.get("K") != args.k or res.get("n") != n_test or not epochs or epochs[-1]["epoch"] != args.epochs:
+        return None
+    return res, sum(r["train_time_s"] for r in epochs), res["seconds"]
+
+
 def run_row(name: str, row: dict[str, Any], data: DataSet, args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.runs) / name
-    t0 = time.perf_counter()
-    model = vaekit.train(out, data=data, overwrite=True, **config_overrides(row, args))
-    train_s = time.perf_counter() - t0
-    x_test = eval_view(data.test.x, "dynamic", BINARIZE_SEED)
-    t0 = time.perf_counter()
-    res = {"split": "test", **evaluate_model(model, x_test, k=args.k, seed=0, levels=2, progress=True)}
-    eval_s = time.perf_counter() - t0
-    record_evaluation(out, "test", res)
-    save_evaluation_plots(out, res)
-    render_report(out)
+    done = finished_row(out, args, len(data.test)) if args.reuse else None
+    if done:
+        res, train_s, eval_s = done
+        print(f"{name}: reusing the finished run in {out}")
+    else:
+        t0 = time.perf_counter()
+        model = vaekit.train(out, data=data, overwrite=True, **config_overrides(row, args))
+        train_s = time.perf_counter() - t0
+        x_test = eval_view(data.test.x, "dynamic", BINARIZE_SEED)
+        t0 = time.perf_counter()
+        res = {"split": "test", **evaluate_model(model, x_test, k=args.k, seed=0, levels=2, progress=True)}
+        eval_s = time.perf_counter() - t0
+        record_evaluation(out, "test", res)
+        save_evaluation_plots(out, res)
+        render_report(out)
     return {
         "row": name, "model": row["label"], "status": "done", "epochs": args.epochs,
         "test_nll": res["nll"], "test_nll_sem": res["nll_sem"], "test_elbo": res["elbo"],
@@ -164,6 +185,9 @@ def main() -> None:
     p.add_argument("--runs", default="runs/mnist_nll", help="folder for the run folders")
     p.add_argument("--out", default="mnist_nll", help=f"result name under {RESULTS}")
     p.add_argument("--eta", action="store_true", help="print the estimated time and stop")
+    p.add_argument("--reuse", action="store_true",
+                   help="take rows whose run folder in --runs already finished with the same epochs, K and "
+                        "test set from there instead of training them again (a long run stopped midway)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
