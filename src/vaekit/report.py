@@ -52,8 +52,7 @@ def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: tor
         np.save(out / "samples.npy", samples.cpu().numpy())
     if len(data.test):
         test = evaluate_elbo(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
-        layers = layer_kl(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
-        record_evaluation(out, "test", test | layers)
+        record_evaluation(out, "test", test)
     records = read_metrics_safe(out / rd.METRICS)
     if records:
         save_curves(records, out / "curves.png")
@@ -61,23 +60,6 @@ def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: tor
 
 
 @torch.no_grad()
-def layer_kl(
-    model: VAE, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int
-) -> dict[str, Any]:
-    """{"kl_layers": mean KL(q_l || p_l) per stochastic layer, top first} in nats per example for a
-    hierarchical model (one posterior walk per example, drawn under ``seed``); {} for a plain VAE."""
-    if not getattr(model, "latent_dims", None):
-        return {}
-    device = next(model.parameters()).device
-    total = torch.zeros(len(model.latent_dims), dtype=torch.float64, device=device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for i in range(0, x.shape[0], batch_size):
-            yb = None if y is None else y[i : i + batch_size].to(device)
-            total += model(x[i : i + batch_size].to(device), yb).kl_layers.sum(0).double()
-    return {"kl_layers": (total / x.shape[0]).tolist()}
-
-
 def read_metrics_safe(path: Path) -> list[dict[str, Any]]:
     from vaekit.training.trainer import read_metrics
 

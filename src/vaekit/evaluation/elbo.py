@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from vaekit.models.vae import VAE
@@ -14,13 +16,15 @@ def evaluate_elbo(
     y: torch.Tensor | None = None,
     batch_size: int = 1000,
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Mean ELBO, reconstruction term -E_q log p(x|z) and KL in nats per example (one posterior
-    sample per example, drawn under ``seed`` without touching the global RNG)."""
+    sample per example, drawn under ``seed`` without touching the global RNG); for a hierarchical
+    model also ``kl_layers``, the KL per stochastic layer (top first) of the same draws."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     totals = torch.zeros(3, dtype=torch.float64, device=device)
+    layers: torch.Tensor | None = None
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -30,6 +34,12 @@ def evaluate_elbo(
             t = model(xb, yb)
             recon = -t.log_px_z.mean(0)
             totals += torch.stack([t.elbo.sum(), recon.sum(), t.kl.sum()]).double()
+            if t.kl_layers is not None:
+                part = t.kl_layers.sum(0).double()
+                layers = part if layers is None else layers + part
     model.train(was_training)
     elbo, recon, kl = (totals / x.shape[0]).tolist()
-    return {"elbo": elbo, "recon": recon, "kl": kl, "n": int(x.shape[0])}
+    out: dict[str, Any] = {"elbo": elbo, "recon": recon, "kl": kl, "n": int(x.shape[0])}
+    if layers is not None:
+        out["kl_layers"] = (layers / x.shape[0]).tolist()
+    return out

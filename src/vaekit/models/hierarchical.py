@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, constraints, kl_divergence
 
 from vaekit.config import ModelConfig
-from vaekit.distributions import DiagonalGaussian, Likelihood
+from vaekit.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets
@@ -251,11 +251,10 @@ class HierarchicalVAE(VAE):
         c = self.condition(y, b)
         w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k)
         px = self.likelihood(self.decoder(w.state, None if c is None else c.repeat(k, 1)))
-        xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         kl_dims = w.kl_dims.view(k, b, -1).mean(0)
         kl_layers = torch.stack([part.sum(-1) for part in kl_dims.split(self.latent_dims, -1)], -1)
         return Terms(
-            log_px_z=px.log_prob(xk).view(k, b),
+            log_px_z=log_prob_repeated(px, x, k),
             log_qz=w.log_qz.view(k, b),
             log_pz=w.log_pz.view(k, b),
             kl=kl_layers.sum(-1),

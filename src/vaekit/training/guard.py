@@ -42,6 +42,7 @@ class DivergenceGuard:
         self.max_rollbacks = max_rollbacks
         self.lr_backoff = lr_backoff
         self.counters: torch.Tensor | None = None  # [run, longest run, bad steps] since the last poll
+        self.bad_run = 0  # bad steps in a row up to the last poll (0: the last step read was good)
 
     def check(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
         """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
@@ -67,11 +68,13 @@ class DivergenceGuard:
             return 0, False
         run, longest, bad = (int(v) for v in self.counters.tolist())
         self.counters = self.counters.new_tensor([run, run, 0])
+        self.bad_run = run
         return bad, longest >= self.max_bad_steps
 
     def reset(self) -> None:
         """Forget the counters (after a rollback)."""
         self.counters = None
+        self.bad_run = 0
 
     def roll_back(self, trainer: Trainer, tripped: bool) -> None:
         """Reload the last checkpoint with a lower learning rate, or raise DivergenceError; ``tripped``:

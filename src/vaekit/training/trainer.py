@@ -266,7 +266,6 @@ class Trainer:
         False when the parameters are not finite: a diverged model never replaces a good checkpoint."""
         if not params_finite(self.model):
             return False
-        self._poll_guard()  # the skipped-step count is part of the state
         mid_epoch = self.state.batch > 0
         sums, seen = self._world_sums()
         self.state.epoch_sums = sums.tolist() if mid_epoch else [0.0, 0.0, 0.0]
@@ -319,6 +318,7 @@ class Trainer:
             with self.interrupt:
                 return self._fit()
         except StepInterrupt:
+            self._poll_guard()  # the skipped-step count is part of the saved state
             saved = self.save_checkpoint()
             what = f"checkpoint saved at step {self.state.step}" if saved else (
                 "the parameters are not finite, so the last good checkpoint was kept")
@@ -383,7 +383,7 @@ class Trainer:
                 if checkpoint or self.state.step % POLL_EVERY == 0:  # a device read every few steps
                     if self._poll_guard():
                         break
-                    if checkpoint and not self.guard.counters[0]:  # only after a good step: a
+                    if checkpoint and not self.guard.bad_run:  # only after a good step: a
                         self.save_checkpoint()  # rollback lands before the trouble
                 self.interrupt.check()
             bar.close()
@@ -397,7 +397,6 @@ class Trainer:
             valid = evaluate_elbo(
                 self.model, self.x_valid, self.y_valid, cfg.eval_batch_size, self.cfg.data.binarize_seed
             )
-            valid.update(self._layer_kl())
             self.state.epoch += 1
             self.state.batch = 0
             last = {
@@ -435,19 +434,6 @@ class Trainer:
             self.interrupt.check()
         self.finish()
         return last
-
-    def _layer_kl(self) -> dict[str, Any]:
-        """{"kl_layers": validation KL per stochastic layer, top first} for a hierarchical model, else {};
-        the same posterior walks as evaluate_elbo's (same seed and batches), so the layers sum to its KL."""
-        from vaekit.report import layer_kl
-
-        cfg = self.cfg
-        was_training = self.model.training
-        self.model.eval()
-        seed = cfg.data.binarize_seed
-        out = layer_kl(self.model, self.x_valid, self.y_valid, cfg.train.eval_batch_size, seed)
-        self.model.train(was_training)
-        return out
 
     def finish(self) -> None:
         """Final weights, pictures and report (rank 0 writes them)."""
