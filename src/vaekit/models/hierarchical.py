@@ -4,7 +4,7 @@ paper, Kingma et al. 2016; NVAE, Vahdat & Kautz 2020).
 L stochastic layers, z_L at the top (sampled first) down to z_1 next to x. A deterministic state s
 carries what has been sampled so far down the layers, and the decoder reads the last state:
 
-    s_L = a learned constant,         s_{l-1} = s_l + A_l [act(s_l), z_l],      x ~ p(x | s_0)
+    s_L = 0,                          s_{l-1} = s_l + A_l [act(s_l), z_l],      x ~ p(x | s_0)
     p(z_L) = N(0, I),                 p(z_l | z_>l) = N(mu_l(s_l), sigma_l(s_l)^2)   (a small MLP)
     q(z_l | z_>l, x) = N(mu_l + dmu_l, (sigma_l * dsigma_l)^2),  (dmu_l, dsigma_l) = B_l [s_l, d_l(x)]
 
@@ -16,10 +16,12 @@ d_{l+1} = d_l + f_l(d_l). A latent vector is z = [z_L, ..., z_1] (sampling order
 importance-sampled ``log_likelihood`` are the plain VAE's.
 
 The state updates A_l and posterior heads B_l are single linear maps, so with one layer the model is
-the plain VAE up to a linear reparameterization, and every linear layer starts from He initialization
+the plain VAE up to a linear reparameterization. The towers' layers start from He initialization
 (Kaiming normal) instead of PyTorch's default, which shrinks a signal's variance about threefold per
-layer. With deeper cells or the default initialization, the decoder's output hardly depends on z at
-the start and training sits on the "independent pixels" plateau for most of the first epochs.
+layer, so the decoder's output depends on z from the start; the heads and updates, which no
+activation follows, start at unit gain. The top state s_L is zero, not learned: a learned constant
+read by every head acts, under Adam, as a bias with hundreds of times the learning rate, and the
+posterior then snaps onto the prior within a hundred steps (KL -> 0) before the decoder uses z.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ class StochasticLayer(nn.Module):
         self.update_net = nn.Linear(width + dim, width)
         self.act = ACTIVATIONS[activation]()
 
+    def init_heads(self) -> None:
+        """Unit-gain (linear) Kaiming weights for the maps no activation follows: the prior and posterior
+        heads and the state update. With an activation's gain there (5/3 for tanh, sqrt 2 for ReLU)
+        the state grows layer by layer and the first KL is in the tens of thousands of nats."""
+        heads = [self.posterior_net, self.update_net]
+        if self.prior_net is not None:
+            heads.append(self.prior_net[-1])
+        for head in heads:
+            nn.init.kaiming_normal_(head.weight, nonlinearity="linear")
+            nn.init.zeros_(head.bias)
+
     def prior(self, s: torch.Tensor) -> DiagonalGaussian:
         """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
         if self.prior_net is None:
@@ -95,7 +108,7 @@ class TopDown(Prior):
         super().__init__()
         self.latent_dims = list(latent_dims)
         self.latent_dim = sum(self.latent_dims)
-        self.start = nn.Parameter(torch.zeros(width))
+        self.width = width
         self.layers = nn.ModuleList(
             StochasticLayer(d, width, activation, top=i == 0) for i, d in enumerate(self.latent_dims)
         )
@@ -110,7 +123,7 @@ class TopDown(Prior):
     ) -> Walk:
         """Go down the layers under q (bottom-up ``features`` given, top layer first) or p; each z_l
         is taken from ``z``, is the walked distribution's mean, or is drawn by reparameterization."""
-        s = self.start.expand(n, -1)
+        s = self.layers[0].update_net.weight.new_zeros(n, self.width)
         given = None if z is None else z.split(self.latent_dims, -1)
         zs, kls, scales = [], [], []
         log_pz = log_qz = s.new_zeros(n)
@@ -292,6 +305,8 @@ def build_hierarchical(
     top_down = TopDown(dims, width, cfg.activation)
     model = HierarchicalVAE(bottom_up, top_down, decoder, likelihood, event_shape, cond_dim)
     he_init(model, cfg.activation)
+    for layer in top_down.layers:
+        layer.init_heads()
     return model
 
 
