@@ -120,14 +120,29 @@ def test_fused_adam_is_adam():
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
 
 
-def test_bernoulli_draw_is_bernoulli():
-    p = torch.tensor([0.0, 1.0, 0.25, 0.9]).repeat(20000, 1)
-    x = perf.bernoulli_draw(p)
-    assert x.dtype == p.dtype and set(x.unique().tolist()) <= {0.0, 1.0}
+def test_bernoulli_thresholds_are_exact_for_8_bit_data():
+    """P(r < t) = (t + 2^31) / 2^32 for r uniform on int32: x / 255 to within 2^-32, 0 and 1 exact
+    up to that 2^-32 at x = 255; floats in [0, 1] give the same thresholds."""
+    x = torch.arange(256, dtype=torch.uint8).view(1, 256)
+    t = perf.bernoulli_thresholds(x)
+    assert t.dtype == torch.int32
+    p = (t.double() + 2**31) / 2**32
+    assert p[0, 0] == 0 and 0 < 1 - p[0, 255] <= 2**-32
+    assert ((p - x.double() / 255).abs() <= 2**-32).all()
+    assert torch.equal(perf.bernoulli_thresholds(x.double() / 255), t)
+
+
+def test_bernoulli_from_thresholds_is_bernoulli():
+    torch.manual_seed(0)
+    p = torch.tensor([0.0, 1.0, 0.25, 0.9, 0.5]).repeat(20001, 1)  # an odd number of pixels
+    x = perf.bernoulli_from_thresholds(perf.bernoulli_thresholds(p))
+    assert x.dtype == torch.float32 and x.shape == p.shape and set(x.unique().tolist()) <= {0.0, 1.0}
     freq = x.mean(0)
     assert freq[0] == 0 and freq[1] == 1
-    # 20000 draws: standard error <= 0.0035
-    torch.testing.assert_close(freq[2:], p[0, 2:], atol=0.015, rtol=0)
+    torch.testing.assert_close(freq[2:], p[0, 2:], atol=0.015, rtol=0)  # standard error <= 0.0036
+    # pixels are independent: neighbours (which share an int64 draw) are uncorrelated
+    a, b = x[:, 4] - 0.5, x[:, 3] - 0.9
+    assert abs((a * b).mean().item()) < 0.01
 
 
 def test_compile_failure_falls_back_to_eager(capsys):

@@ -19,7 +19,6 @@ from vaekit.config import Config
 from vaekit.data.base import DataSet, Split
 from vaekit.data.folder import _GRAY_MODES, _PIL_ERRORS, _check_sizes, _collect, _open_all
 from vaekit.data.splits import split_indices
-from vaekit.data.transforms import to_unit
 from vaekit.errors import ConfigError, DataError
 
 PREFIX = "folder:"
@@ -74,7 +73,7 @@ class FolderStream:
     workers: int
 
     def batches(self, index_batches: list[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
-        """The images of each index batch, in order, as unit floats on ``device``."""
+        """The images of each index batch, in order, as uint8 on ``device``."""
         loader = DataLoader(
             self.train,
             batch_sampler=[b.tolist() for b in index_batches],
@@ -83,7 +82,7 @@ class FolderStream:
             generator=torch.Generator(),  # its worker seeds must not consume the training stream
         )
         for x, _ in loader:
-            yield to_unit(x.to(device, non_blocking=True))
+            yield x.to(device, non_blocking=True)
 
 
 def open_folder_stream(

@@ -41,7 +41,8 @@ from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
 from vaekit.training.performance import (
     Forward,
-    bernoulli_draw,
+    bernoulli_from_thresholds,
+    bernoulli_thresholds,
     build_optimizer,
     make_policy,
     prepare_batch,
@@ -203,8 +204,12 @@ class Trainer:
         return None if y is None else y.to(self.device)
 
     def _train_view(self) -> torch.Tensor:
+        """The training images on the device: unit floats, the static binarization, or for dynamic
+        binarization the pixels' Bernoulli thresholds (``bernoulli_thresholds``)."""
         if self.stream is not None:
             return self.data.train.x  # a placeholder of the right shape: the stream supplies the pixels
+        if self.cfg.data.binarize == "dynamic":
+            return bernoulli_thresholds(self.data.train.x.to(self.device))
         x = to_unit(self.data.train.x).to(self.device)
         if self.cfg.data.binarize == "static":
             return static_binarize(x, self.cfg.data.binarize_seed)
@@ -215,7 +220,11 @@ class Trainer:
         on: indexed from the data in memory, or decoded from disk by the stream's workers."""
         bs = self.cfg.train.batch_size
         parts = [self.world.shard(perm[b * bs : (b + 1) * bs]) for b in range(self.state.batch, steps)]
-        images = self.stream.batches(parts, self.device) if self.stream else (self.x_train[i] for i in parts)
+        if self.stream is None:
+            images = (self.x_train[i] for i in parts)
+        else:  # decoded 8-bit images, put in the in-memory data's form
+            view = bernoulli_thresholds if self.cfg.data.binarize == "dynamic" else to_unit
+            images = (view(x) for x in self.stream.batches(parts, self.device))
         return zip(parts, images, strict=True)
 
     # -- resume -----------------------------------------------------------------------------
@@ -361,7 +370,7 @@ class Trainer:
             for b in range(self.state.batch, steps_per_epoch):
                 idx, xb = next(batches)
                 if self.cfg.data.binarize == "dynamic":
-                    xb = bernoulli_draw(xb)
+                    xb = bernoulli_from_thresholds(xb)
                 xb = prepare_batch(xb, self.policy)
                 yb = None if self.y_train is None else self.y_train[idx]
                 out = self._loss(xb, yb, steps_per_epoch)
