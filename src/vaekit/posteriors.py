@@ -32,10 +32,9 @@ class GaussianPosterior(nn.Module):
     def gaussian(self, h: torch.Tensor) -> DiagonalGaussian:
         return self(h)
 
-    def sample(self, q: DiagonalGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [k, B, d] by reparameterization and log q(z|x) [k, B]."""
-        z = q.rsample((k,))
-        return z, q.log_prob(z)
+    def sample(self, q: DiagonalGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, None]:
+        """z [k, B, d] by reparameterization; log q(z|x) is left to ``q.log_prob`` when needed."""
+        return q.rsample((k,)), None
 
 
 class FlowGaussian(Distribution):

@@ -81,18 +81,16 @@ class VAE(nn.Module):
         c = self.condition(y, b)
         h = self.encoder(x, c)
         q = self.posterior(h)
-        z, log_qz = self.posterior.sample(q, h, k)
-        log_pz = self.prior.log_prob(z)
+        z, log_qz = self.posterior.sample(q, h, k)  # log_qz None: q.log_prob(z), when needed
         ck = None if c is None else c.repeat(k, 1)
         px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
         log_px_z = log_prob_repeated(px, x, k)
-        kl_dims = None
         if getattr(self.posterior, "analytic_kl", False) and isinstance(self.prior, StandardNormal):
             kl_dims = kl_diag_gaussian_standard_normal(q.loc, q.scale)
-            kl = kl_dims.sum(-1)
-        else:
-            kl = (log_qz - log_pz).mean(0)
-        return Terms(log_px_z, log_qz, log_pz, kl, kl_dims, z, q=q)
+            return Terms(log_px_z, log_qz, None, kl_dims.sum(-1), kl_dims, z, q=q, prior=self.prior)
+        log_qz = q.log_prob(z) if log_qz is None else log_qz
+        log_pz = self.prior.log_prob(z)
+        return Terms(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0), None, z, q=q, prior=self.prior)
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

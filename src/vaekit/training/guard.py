@@ -32,8 +32,8 @@ class DivergenceGuard:
     """Flags non-finite steps and rolls a trainer back when there are too many in a row.
 
     Everything per step stays on the device: ``check`` returns the step's flag as a tensor (the fused
-    optimizer skips its update when it is 1) and advances three counters (current run of bad steps,
-    longest run since the last read, bad steps since the last read); ``poll`` reads them to the host."""
+    optimizer skips its update when it is 1) and keeps it; ``poll`` reads the flags kept since the
+    last poll to the host in one transfer and counts the runs of bad steps."""
 
     check_loss = True  # whether a non-finite loss alone marks a step bad (see SyncedGuard)
 
@@ -41,39 +41,44 @@ class DivergenceGuard:
         self.max_bad_steps = max_bad_steps
         self.max_rollbacks = max_rollbacks
         self.lr_backoff = lr_backoff
-        self.counters: torch.Tensor | None = None  # [run, longest run, bad steps] since the last poll
+        self.flags: list[torch.Tensor] = []  # one device scalar per step since the last poll
         self.bad_run = 0  # bad steps in a row up to the last poll (0: the last step read was good)
+        self._one: torch.Tensor | None = None
 
     def check(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
         """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
         when the gradient norm or, with ``check_loss``, the loss is not finite, else 0.0."""
         params = [p for p in params if p.grad is not None]
-        bad = torch.zeros((), device=loss.device)  # float32, as the kernels below want
         if params and clip > 0:
             bad = (~torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))).float()
-        elif params:  # GradScaler's one-kernel check (scale 1): sets ``bad`` to 1 if any value is not finite
-            one = torch.ones((), device=loss.device)
-            torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], bad, one)
-        if self.check_loss:
-            bad = torch.maximum(bad, (~torch.isfinite(loss)).float())
-        if self.counters is None:
-            self.counters = torch.zeros(3, device=bad.device)
-        run = (self.counters[0] + 1) * bad
-        self.counters = torch.stack([run, torch.maximum(self.counters[1], run), self.counters[2] + bad])
+            if self.check_loss:
+                bad = torch.maximum(bad, (~torch.isfinite(loss)).float())
+        else:  # GradScaler's one-kernel check (scale 1, so nothing changes): 1 if any value is not finite
+            bad = torch.zeros((), device=loss.device)  # float32, as the kernel wants
+            if self._one is None or self._one.device != loss.device:
+                self._one = torch.ones((), device=loss.device)
+            grads = [p.grad for p in params]
+            checked = [*grads, loss.detach().float()] if self.check_loss else grads
+            if checked:
+                torch._amp_foreach_non_finite_check_and_unscale_(checked, bad, self._one)
+        self.flags.append(bad)
         return bad
 
     def poll(self) -> tuple[int, bool]:
         """(bad steps since the last poll, whether it is time to roll back); reads the device."""
-        if self.counters is None:
-            return 0, False
-        run, longest, bad = (int(v) for v in self.counters.tolist())
-        self.counters = self.counters.new_tensor([run, run, 0])
-        self.bad_run = run
-        return bad, longest >= self.max_bad_steps
+        if not self.flags:
+            return 0, self.bad_run >= self.max_bad_steps
+        flags = torch.stack(self.flags).tolist()
+        self.flags = []
+        longest = self.bad_run
+        for flag in flags:
+            self.bad_run = self.bad_run + 1 if flag else 0
+            longest = max(longest, self.bad_run)
+        return int(sum(flags)), longest >= self.max_bad_steps
 
     def reset(self) -> None:
-        """Forget the counters (after a rollback)."""
-        self.counters = None
+        """Forget the flags (after a rollback)."""
+        self.flags = []
         self.bad_run = 0
 
     def roll_back(self, trainer: Trainer, tripped: bool) -> None:

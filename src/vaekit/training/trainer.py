@@ -37,6 +37,7 @@ from vaekit.training.checkpoint import (
     remove_stale_temps,
     save_tensors,
 )
+from vaekit.training.epoch_sums import EpochSums
 from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
 from vaekit.training.performance import (
@@ -169,8 +170,8 @@ class Trainer:
             self.world, cfg.train.max_bad_steps, cfg.train.max_rollbacks, cfg.train.lr_backoff
         )
         self.interrupt = distributed.make_interrupt(self.world, self.device)
-        # this epoch's loss/recon/KL sums and example count, on the device
-        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.sums = EpochSums(self.device, [0.0, 0.0, 0.0], 0)
+        self.params = list(self.model.parameters())  # the guard's list, built once
         self.x_train = self._train_view()
         self.y_train = self._labels(self.data.train.y)
         self.x_valid = eval_view(self.data.valid.x, cfg.data.binarize, cfg.data.binarize_seed).to(self.device)
@@ -221,7 +222,7 @@ class Trainer:
         bs = self.cfg.train.batch_size
         parts = [self.world.shard(perm[b * bs : (b + 1) * bs]) for b in range(self.state.batch, steps)]
         if self.stream is None:
-            images = (self.x_train[i] for i in parts)
+            images = (self.x_train.index_select(0, i) for i in parts)
         else:  # decoded 8-bit images, put in the in-memory data's form
             view = bernoulli_thresholds if self.cfg.data.binarize == "dynamic" else to_unit
             images = (view(x) for x in self.stream.batches(parts, self.device))
@@ -291,7 +292,7 @@ class Trainer:
 
     def _world_sums(self) -> tuple[torch.Tensor, int]:
         """This epoch's loss/recon/KL sums and example count, over all ranks."""
-        total = self.world.sum(self.sums)
+        total = self.world.sum(self.sums.total())
         return total[:3], int(total[3])
 
     # -- the loop ---------------------------------------------------------------------------
@@ -354,9 +355,7 @@ class Trainer:
             epoch = self.state.epoch
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             perm = perm.to(self.device)
-            self.sums = torch.tensor(
-                [*self.state.epoch_sums, self.state.epoch_seen], dtype=torch.float64, device=self.device
-            )
+            self.sums = EpochSums(self.device, self.state.epoch_sums, self.state.epoch_seen)
             t0 = time.perf_counter()
             bar = tqdm(
                 total=steps_per_epoch,
@@ -376,20 +375,19 @@ class Trainer:
                 out = self._loss(xb, yb, steps_per_epoch)
                 self.opt.zero_grad(set_to_none=True)
                 out.loss.backward()  # also for a non-finite loss: its gradients are then non-finite too
-                bad = self.guard.check(out.loss.detach(), self.model.parameters(), cfg.grad_clip)
+                bad = self.guard.check(out.loss.detach(), self.params, cfg.grad_clip)
                 self._update(bad)
-                with torch.no_grad():
-                    step_sums = torch.stack([out.loss, out.recon, out.kl, torch.ones_like(out.loss)])
-                    self.sums += torch.where(bad > 0, 0.0, step_sums.double() * len(idx))
+                self.sums.add(out.loss, out.recon, out.kl, bad, len(idx))
                 self.state.step += 1
                 self.state.batch = b + 1
                 if not bar.disable and (b % 10 == 0 or b == steps_per_epoch - 1):  # a device read
-                    loss, recon, kl, seen = self.sums.tolist()
+                    loss, recon, kl, seen = self.sums.total().tolist()
                     bar.set_postfix(loss=f"{loss / max(seen, 1):.2f}", recon=f"{recon / max(seen, 1):.2f}",
                                     kl=f"{kl / max(seen, 1):.2f}", step=self.state.step)
                 bar.update(1)
                 checkpoint = bool(cfg.checkpoint_every) and self.state.step % cfg.checkpoint_every == 0
                 if checkpoint or self.state.step % POLL_EVERY == 0:  # a device read every few steps
+                    self.sums.total()
                     if self._poll_guard():
                         break
                     if checkpoint and not self.guard.bad_run:  # only after a good step: a
