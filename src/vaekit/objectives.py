@@ -93,17 +93,17 @@ def kl_weight(step: int, warmup_steps: int, beta: float = 1.0) -> float:
 def elbo_loss(terms: Terms, beta: float = 1.0, free_bits: float = 0.0) -> Loss:
     """-(E_q log p(x|z) - beta * KL). With free bits (Kingma et al. 2016) each latent dimension's
     batch-mean KL below ``free_bits`` nats is not penalized: KL_fb = sum_i max(free_bits, KL_i)."""
-    recon = -terms.log_px_z.mean(0)
-    kl = terms.kl
+    recon = -terms.log_px_z.mean()  # the batch mean of -E_q log p(x|z) (k samples each)
+    kl = terms.kl.mean()
     if free_bits > 0:
         if terms.kl_dims is None:
             raise ValueError("free bits needs a per-dimension KL (analytic-KL posterior and prior)")
-        per_dim = terms.kl_dims.mean(0)
-        penalty = torch.clamp(per_dim, min=free_bits).sum()
+        penalty = torch.clamp(terms.kl_dims.mean(0), min=free_bits).sum()
     else:
-        penalty = kl.mean()
-    loss = recon.mean() + beta * penalty
-    return Loss(loss, recon.mean().detach(), kl.mean().detach(), terms.elbo.mean().detach())
+        penalty = kl
+    loss = recon + (penalty if beta == 1 else beta * penalty)
+    recon, kl = recon.detach(), kl.detach()
+    return Loss(loss, recon, kl, -(recon + kl))
 
 
 def iwae_bound(terms: Terms) -> torch.Tensor:
