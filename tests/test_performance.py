@@ -239,3 +239,16 @@ def test_cpu_memory_reuse_switch_is_harmless():
         assert applied
     assert perf.keep_freed_memory() is applied  # done once per process
     torch.ones(64 << 20, dtype=torch.uint8).sum()  # large allocations still work
+
+
+def test_cpu_training_flushes_denormals():
+    """IWAE gradients are mostly denormal floats, which x86 computes with very slowly: the trainer's
+    CPU set-up flushes them to zero."""
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    try:
+        torch.set_flush_denormal(False)
+        assert (tiny * 1.0).item() != 0.0
+        perf.tune_backends(torch.device("cpu"))
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(True)

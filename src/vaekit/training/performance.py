@@ -239,11 +239,17 @@ def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
 
 
 def tune_backends(device: torch.device) -> None:
-    """Switches that only make the same computation faster."""
+    """Switches that make the same computation faster (process-wide, like cuDNN's autotuner).
+
+    On CPU, denormal floats (below 1.2e-38 in fp32) are flushed to zero: the IWAE objective's
+    normalized importance weights make most gradient rows that small, and x86 arithmetic on
+    denormals is so slow that a k = 50 step took 8x longer (1.5 s vs 0.19 s for the two-layer MNIST
+    model on one thread). The values flushed are below any gradient that moves a weight."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if device.type == "cpu":
         keep_freed_memory()
+        torch.set_flush_denormal(True)
 
 
 @cache
