@@ -16,6 +16,7 @@ from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.training import performance as perf
 from vaekit.training.performance import Forward, Policy
+from vaekit.training.trainer import Trainer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
 QUICK = {"train.epochs": 2, "train.progress": False, "model.hidden": [64, 32], "train.threads": 1}
@@ -241,14 +242,15 @@ def test_cpu_memory_reuse_switch_is_harmless():
     torch.ones(64 << 20, dtype=torch.uint8).sum()  # large allocations still work
 
 
-def test_cpu_training_flushes_denormals():
-    """IWAE gradients are mostly denormal floats, which x86 computes with very slowly: the trainer's
-    CPU set-up flushes them to zero."""
-    tiny = torch.tensor([1e-39])  # a denormal float32
-    try:
-        torch.set_flush_denormal(False)
-        assert (tiny * 1.0).item() != 0.0
-        perf.tune_backends(torch.device("cpu"))
-        assert (tiny * 1.0).item() == 0.0
-    finally:
-        torch.set_flush_denormal(True)
+def test_cpu_training_flushes_denormals_and_restores_the_setting(tmp_path, monkeypatch):
+    """IWAE gradients are mostly denormal floats, which x86 computes with very slowly: training on CPU
+    flushes them to zero, and afterwards the process's setting is what it was."""
+    seen = []
+    real_fit = Trainer._fit
+    monkeypatch.setattr(Trainer, "_fit", lambda self: seen.append(perf.denormals_flushed()) or real_fit(self))
+    assert not perf.denormals_flushed()
+    vaekit.train(tmp_path / "run", preset="digits-mlp", **QUICK)
+    assert seen == [True] and not perf.denormals_flushed()
+    with perf.flush_denormals(torch.device("cpu")):
+        assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0

@@ -45,6 +45,7 @@ from vaekit.training.performance import (
     bernoulli_from_thresholds,
     bernoulli_thresholds,
     build_optimizer,
+    flush_denormals,
     make_policy,
     prepare_batch,
     prepare_model,
@@ -325,7 +326,7 @@ class Trainer:
         the last checkpoint); a full disk stops with the previous checkpoint intact.
         """
         try:
-            with self.interrupt:
+            with self.interrupt, flush_denormals(self.device):
                 return self._fit()
         except StepInterrupt:
             self._poll_guard()  # the skipped-step count is part of the saved state
