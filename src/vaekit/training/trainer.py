@@ -211,7 +211,7 @@ class Trainer:
         if self.stream is not None:
             return self.data.train.x  # a placeholder of the right shape: the stream supplies the pixels
         if self.cfg.data.binarize == "dynamic":
-            return bernoulli_thresholds(self.data.train.x.to(self.device))
+            return bernoulli_thresholds(self.data.train.x).to(self.device)  # int32 moves, not float64
         x = to_unit(self.data.train.x).to(self.device)
         if self.cfg.data.binarize == "static":
             return static_binarize(x, self.cfg.data.binarize_seed)
