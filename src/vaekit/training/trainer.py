@@ -388,7 +388,7 @@ class Trainer:
                 bar.update(1)
                 checkpoint = bool(cfg.checkpoint_every) and self.state.step % cfg.checkpoint_every == 0
                 if checkpoint or self.state.step % POLL_EVERY == 0:  # a device read every few steps
-                    self.sums.total()
+                    self.sums.total()  # fold the steps kept so far (no device read): bounds its lists
                     if self._poll_guard():
                         break
                     if checkpoint and not self.guard.bad_run:  # only after a good step: a
