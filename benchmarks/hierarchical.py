@@ -28,7 +28,7 @@ from vaekit.models import VAE
 MODELS = {
     "hierarchical": ("mnist-hierarchical", {}),
     "one-layer": ("mnist-resnet", {}),
-    "one-layer-topdown": ("mnist-hierarchical", {"model.latent_dims": [32]}),
+    "one-layer-topdown": ("mnist-hierarchical", {"model.latent_channels": []}),
 }
 
 
@@ -82,22 +82,46 @@ def compare(
     names: list[str] | None = None,
     threads: int = 0,
     progress: bool = False,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Train each model with the same budget; NLL gains of the hierarchical model over the others."""
+    """Train each model with the same budget and each training seed; NLL gains of the hierarchical
+    model over the others, per seed (paired over test examples) and across seeds (paired by seed)."""
     data = f"npz:{require_mnist()}"
     names = names or list(MODELS)
-    # fp32 for every model: bf16 autocast would apply to the plain VAE only (training/performance.py)
-    settings = {"train.epochs": epochs, "train.progress": progress, "train.threads": threads,
-                "train.precision": "fp32"}
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {n: run_one(n, Path(tmp) / n, settings, k, test_examples, data) for n in names}
-    models = {n: r[0] for n, r in runs.items()}
-    gains = {
-        f"nll_gain_over_{n}": paired_gain(runs["hierarchical"][1], runs[n][1])
-        for n in names
-        if n != "hierarchical" and "hierarchical" in runs
-    }
-    return {"epochs": epochs, "k": k, "settings": settings, "models": models, **gains}
+    seeds = seeds or [0]
+    per_seed = []
+    for seed in seeds:
+        # fp32 for every model: bf16 autocast would apply to the plain VAE only (training/performance.py)
+        settings = {"train.epochs": epochs, "train.progress": progress, "train.threads": threads,
+                    "train.precision": "fp32", "train.seed": seed}
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = {n: run_one(n, Path(tmp) / n, settings, k, test_examples, data) for n in names}
+        gains = {
+            f"nll_gain_over_{n}": paired_gain(runs["hierarchical"][1], runs[n][1])
+            for n in names
+            if n != "hierarchical" and "hierarchical" in runs
+        }
+        per_seed.append({"seed": seed, "settings": settings, "models": {n: r[0] for n, r in runs.items()},
+                         **gains})
+    result = {"epochs": epochs, "k": k, **per_seed[0]}
+    if len(seeds) > 1:
+        result = {"epochs": epochs, "k": k, "seeds": per_seed, **seed_gains(per_seed, names)}
+    return result
+
+
+def seed_gains(per_seed: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Across seeds: the hierarchical model's mean gain in test NLL and test ELBO over each other model,
+    paired by seed, with the standard error of that mean."""
+    out = {}
+    for n in names:
+        if n == "hierarchical" or "hierarchical" not in names:
+            continue
+        for key, sign in (("test_nll", 1.0), ("test_elbo", -1.0)):
+            d = torch.tensor([sign * (r["models"][n][key] - r["models"]["hierarchical"][key])
+                              for r in per_seed])
+            out[f"{key}_gain_over_{n}_by_seed"] = {
+                "nats": d.mean().item(), "sem": (d.std() / len(d) ** 0.5).item(), "per_seed": d.tolist()}
+    return out
 
 
 def main() -> None:
@@ -107,15 +131,17 @@ def main() -> None:
     ap.add_argument("--test-examples", type=int, default=0, help="NLL on the first N test examples (0: all)")
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (gains paired by seed)")
     ap.add_argument("--note", default="", help="recorded in the result, e.g. that the machine was shared")
     ap.add_argument("--progress", action="store_true", help="show the trainer's progress bars")
     ap.add_argument("--name", default="hierarchical_vs_single", help="writes benchmarks/results/NAME.json")
     args = ap.parse_args()
-    result = compare(args.epochs, args.k, args.test_examples, args.models, args.threads, args.progress)
+    result = compare(args.epochs, args.k, args.test_examples, args.models, args.threads, args.progress,
+                     args.seeds)
     for key, gain in result.items():
-        if key.startswith("nll_gain"):
+        if "gain" in key:
             print(f"{key}: {gain['nats']:+.3f} +- {gain['sem']:.3f} nats (positive: the hierarchical model "
-                  "is better; paired standard error over the same test examples)")
+                  "is better; paired standard error over the same test examples, or over seeds)")
     result["what"] = (
         "dynamically binarized MNIST (IWAE 50k/10k/10k split), Bernoulli likelihood, Adam 1e-3, batch 128; "
         "test set binarized once with seed 0; NLL = -mean log p(x), importance-sampled with K samples"

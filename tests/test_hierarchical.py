@@ -298,3 +298,73 @@ def test_initial_kl_is_of_the_order_of_the_latent_units(activation):
     kl = model(binary(64, (1, 28, 28))).kl_layers.mean(0)
     assert (kl < 5.0 * torch.tensor([50.0, 100.0])).all(), kl
     assert not any("start" in name for name, _ in model.named_parameters())
+
+
+MAPS = {"model.net": "conv", "model.channels": [4, 8], "model.latent_channels": [2, 1]}
+
+
+def test_map_layers_hold_latent_channels_at_every_position():
+    """Map layers below the vector ones: channels x positions units each (2x2 maps of 8x8 images after
+    two stride-2 stages), per-layer KL summing to the total, free-bits groups per latent channel."""
+    model = tiny([3], **MAPS)
+    assert model.latent_dims == [3, 2 * 4, 1 * 4] and model.latent_dim == 15
+    scale_nets(model, "posterior_net", 3.0)
+    x = binary(5)
+    t = model(x, k=2)
+    assert t.z.shape == (2, 5, 15) and t.kl_layers.shape == (5, 3) and (t.kl_layers > 0).all()
+    assert torch.allclose(t.kl_layers.sum(-1), t.kl)
+    maps = t.kl_dims[:, 3:11].view(5, 2, 4).sum(-1)
+    last = t.kl_dims[:, 11:].sum(-1, keepdim=True)
+    assert torch.allclose(t.kl_groups, torch.cat([t.kl_dims[:, :3], maps, last], -1))
+    floor = 100.0  # above every group's KL: the penalty is the floor times the number of groups
+    assert torch.isclose(elbo_loss(t, 1.0, floor).loss, -t.log_px_z.mean() + floor * 6)
+    q = model.encode(x)
+    assert torch.allclose(q.log_prob(t.z), t.log_qz, atol=1e-5)
+    assert torch.allclose(model.prior.log_prob(t.z), t.log_pz, atol=1e-5)
+    assert q.mean.shape == (5, 15) and model.sample(3).shape == (3, 1, 8, 8)
+
+
+def test_map_layer_densities_average_to_their_analytic_kl():
+    """E_q[log q - log p] = E_q[sum_l KL_l] with map layers: their z is read back in the layout it was
+    drawn in (channel-major), or the prior and posterior densities would not match the KL."""
+    torch.manual_seed(0)
+    model = tiny([2], **MAPS)
+    scale_nets(model, "posterior_net", 3.0)
+    scale_nets(model, "prior_net", 2.0)
+    t = model(binary(3), k=20000)
+    mc = t.log_qz - t.log_pz
+    sem = mc.std(0) / math.sqrt(mc.shape[0])
+    assert (t.kl > 1.0).all(), t.kl
+    assert ((mc.mean(0) - t.kl).abs() < 4 * sem + 1e-3).all(), (mc.mean(0), t.kl, sem)
+    # a z whose map units are permuted is a different point: its density differs
+    z = t.z[0, :1]
+    perm = torch.cat([torch.arange(2), 2 + torch.randperm(12, generator=torch.Generator().manual_seed(1))])
+    assert not torch.allclose(model.prior.log_prob(z), model.prior.log_prob(z[:, perm]))
+
+
+def test_map_layers_need_a_feature_map_and_channels():
+    with pytest.raises(ConfigError, match="has none"):
+        tiny([2], **{"model.latent_channels": [2]})  # the MLP backbone
+    with pytest.raises(ConfigError, match="latent channels per map layer"):
+        tiny([2], **{**MAPS, "model.latent_channels": [0]})
+    cfg = make_config(overrides={"model.latent_channels": [2], "model.net": "conv", "model.channels": [4, 8]})
+    with pytest.raises(ConfigError, match="only used by model.kind=hierarchical"):
+        build_model(cfg.model, (1, 8, 8), 17, None)
+
+
+def test_conditional_model_with_map_layers_trains_saves_and_reports(tmp_path):
+    overrides = {**DIGITS, "model.net": "resnet", "model.latent_dims": [2], "model.latent_channels": [1],
+                 "model.channels": [4, 8], "model.hidden": [16], "data.binarize": "dynamic",
+                 "train.epochs": 1, "train.batch_size": 16, "model.conditional": True,
+                 "objective.free_bits": 0.1}
+    trainer = Trainer(make_config(overrides=overrides), tmp_path / "run", data=image_data())
+    trainer.fit()
+    model, loaded = trainer.model.eval(), vaekit.load(tmp_path / "run")
+    x = binary(4, (1, 28, 28))
+    y0, y1 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert torch.equal(model.reconstruct(x, y0), loaded.reconstruct(x, y0))
+    z = model.encode(x, y0).mean
+    assert z.shape == (4, 2 + 49)
+    assert not torch.allclose(model.decode(z, y0).mean, model.decode(z, y1).mean)  # the label reaches p(x|z)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "z_2 (top), 2 units" in report and "z_1, 1 latent maps (49 units)" in report

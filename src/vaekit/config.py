@@ -42,6 +42,7 @@ class ModelConfig:
     kind: str = "vae"  # vae | hierarchical (top-down stochastic layers of sizes model.latent_dims)
     latent_dim: int = 16
     latent_dims: list[int] = field(default_factory=list)  # hierarchical: units per layer, top layer first
+    latent_channels: list[int] = field(default_factory=list)  # hierarchical: latent maps below those layers
     net: str = "auto"  # auto | mlp | conv | resnet (28x28, 32x32; auto's choice for hierarchical)
     hidden: list[int] = field(default_factory=lambda: [512, 256])  # MLP widths (conv, resnet: head width)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv channels per stride-2 stage

@@ -24,6 +24,8 @@ class Terms:
     log_px_z, log_qz, log_pz: [k, B]; kl: [B] analytic KL(q||p) when it exists, else the
     Monte-Carlo estimate mean_k(log_qz - log_pz); kl_dims: [B, d] per-dimension analytic KL or None;
     kl_layers: [B, L] KL per stochastic layer of a hierarchical model (sums to kl), else None;
+    kl_groups: [B, G] the KL of the groups free bits floors when they are not the single dimensions
+    (a latent channel over all its positions for a map layer), else None;
     z: the samples [k, B, d]; q: the posterior q(z|x) they came from (the TC penalty reads its
     per-dimension Gaussian parameters), or None; prior: the prior p(z).
 
@@ -43,11 +45,13 @@ class Terms:
         kl_layers: torch.Tensor | None = None,
         q: Distribution | None = None,
         prior: torch.nn.Module | None = None,
+        kl_groups: torch.Tensor | None = None,
     ) -> None:
         if (log_qz is None and (q is None or z is None)) or (log_pz is None and (prior is None or z is None)):
             raise ValueError("Terms needs log_qz (or q and z) and log_pz (or the prior and z)")
         self.log_px_z, self._log_qz, self._log_pz, self.kl = log_px_z, log_qz, log_pz, kl
         self.kl_dims, self.z, self.kl_layers, self.q, self.prior = kl_dims, z, kl_layers, q, prior
+        self.kl_groups = kl_groups
 
     @property
     def log_qz(self) -> torch.Tensor:
@@ -91,14 +95,16 @@ def kl_weight(step: int, warmup_steps: int, beta: float = 1.0) -> float:
 
 
 def elbo_loss(terms: Terms, beta: float = 1.0, free_bits: float = 0.0) -> Loss:
-    """-(E_q log p(x|z) - beta * KL). With free bits (Kingma et al. 2016) each latent dimension's
-    batch-mean KL below ``free_bits`` nats is not penalized: KL_fb = sum_i max(free_bits, KL_i)."""
+    """-(E_q log p(x|z) - beta * KL). With free bits (Kingma et al. 2016) each latent dimension's (or
+    group's, ``Terms.kl_groups``) batch-mean KL below ``free_bits`` nats is not penalized:
+    KL_fb = sum_i max(free_bits, KL_i)."""
     recon = -terms.log_px_z.mean()  # the batch mean of -E_q log p(x|z) (k samples each)
     kl = terms.kl.mean()
     if free_bits > 0:
         if terms.kl_dims is None:
             raise ValueError("free bits needs a per-dimension KL (analytic-KL posterior and prior)")
-        penalty = torch.clamp(terms.kl_dims.mean(0), min=free_bits).sum()
+        groups = terms.kl_dims if terms.kl_groups is None else terms.kl_groups
+        penalty = torch.clamp(groups.mean(0), min=free_bits).sum()
     else:
         penalty = kl
     loss = recon + (penalty if beta == 1 else beta * penalty)

@@ -4,13 +4,14 @@ Markdown report that is re-rendered from the files in the run folder whenever th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vaekit.config import Config
+from vaekit.config import Config, ModelConfig
 from vaekit.data import DataSet
 from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_elbo
@@ -98,13 +99,22 @@ def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _layer_kl_lines(evaluation: dict[str, Any], dims: list[int]) -> list[str]:
+def _layer_sizes(m: ModelConfig, event_shape: tuple[int, ...]) -> list[str]:
+    """What each stochastic layer of a hierarchical model holds, top layer first."""
+    sizes = [f"{d} units" for d in m.latent_dims]
+    if m.latent_channels:
+        positions = math.prod(side >> len(m.channels) for side in event_shape[1:])
+        sizes += [f"{c} latent maps ({c * positions} units)" for c in m.latent_channels]
+    return sizes
+
+
+def _layer_kl_lines(evaluation: dict[str, Any], sizes: list[str]) -> list[str]:
     """A table of KL per stochastic layer for the splits that have one (hierarchical models)."""
     rows = {split: v["kl_layers"] for split, v in evaluation.items() if v.get("kl_layers")}
     if not rows:
         return []
-    n = len(dims)
-    heads = [f"z_{n - i}{' (top)' if i == 0 else ''}, {d} units" for i, d in enumerate(dims)]
+    n = len(sizes)
+    heads = [f"z_{n - i}{' (top)' if i == 0 else ''}, {size}" for i, size in enumerate(sizes)]
     lines = ["## KL per stochastic layer", "", "| split | " + " | ".join(heads) + " |"]
     lines.append("|---" * (n + 1) + "|")
     lines += [f"| {split} | " + " | ".join(f"{v:.3f}" for v in kls) + " |" for split, kls in rows.items()]
@@ -118,7 +128,9 @@ def render_report(out: Path) -> Path:
     records = read_metrics_safe(out / rd.METRICS)
     evaluation = json.loads((out / EVALUATION).read_text()) if (out / EVALUATION).is_file() else {}
     m = cfg.model
-    latent = m.latent_dims if m.kind == "hierarchical" else m.latent_dim
+    latent = m.latent_dim
+    if m.kind == "hierarchical":
+        latent = f"{m.latent_dims} + latent maps {m.latent_channels}" if m.latent_channels else m.latent_dims
     lines = [
         f"# vaekit run: {out.name}",
         "",
@@ -133,7 +145,7 @@ def render_report(out: Path) -> Path:
     ]
     if evaluation:
         lines += _evaluation_lines(evaluation)
-    lines += _layer_kl_lines(evaluation, m.latent_dims)
+    lines += _layer_kl_lines(evaluation, _layer_sizes(m, tuple(info.event_shape)))
     if records:
         last = records[-1]
         lines += [

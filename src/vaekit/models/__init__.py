@@ -28,6 +28,12 @@ def build_model(
             "model.latent_dims (units per stochastic layer) is only used by model.kind=hierarchical",
             "set model.kind=hierarchical, or drop model.latent_dims and use model.latent_dim",
         )
+    if cfg.kind == "vae" and cfg.latent_channels:
+        raise ConfigError(
+            "model.latent_channels (latent maps below the vector layers) is only used by "
+            "model.kind=hierarchical",
+            "set model.kind=hierarchical, or drop model.latent_channels",
+        )
     cond = 0
     if cfg.conditional:
         if not num_classes:

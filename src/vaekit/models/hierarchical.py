@@ -38,7 +38,7 @@ from vaekit.config import ModelConfig
 from vaekit.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
-from vaekit.nets import build_nets
+from vaekit.nets import build_nets, choose_net
 from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
 from vaekit.nets.resnet import fits_resnet
 from vaekit.objectives import Terms
@@ -50,15 +50,28 @@ MIN_SCALE_RATIO = 1e-3  # sigma_q >= 1e-3 sigma_p keeps log q finite
 
 
 class StochasticLayer(nn.Module):
-    """One layer of the top-down path: prior p(z_l | s), residual posterior q(z_l | s, d), state update."""
+    """One layer of the top-down path: prior p(z_l | s), residual posterior q(z_l | s, d), state update.
 
-    def __init__(self, dim: int, width: int, activation: str, top: bool) -> None:
+    A vector layer (``spatial`` False) has ``dim`` units read and written by linear maps of the state
+    vector s [n, width]. A map layer has ``dim`` latent channels at every position of the state map
+    s [n, width, H, W] (NVAE's spatial latents), read and written by 3x3 convolutions; its units are
+    its channels x positions, flattened channel-major.
+    """
+
+    def __init__(self, dim: int, width: int, activation: str, top: bool, spatial: bool = False) -> None:
         super().__init__()
         self.dim = dim
-        self.prior_net = None if top else mlp([width, width, 2 * dim], activation)
-        self.posterior_net = nn.Linear(2 * width, 2 * dim)
-        self.update_net = nn.Linear(width + dim, width)
-        self.act = ACTIVATIONS[activation]()
+        self.axis = 1 if spatial else -1
+        act = ACTIVATIONS[activation]
+        if spatial:
+            self.prior_net = nn.Sequential(_conv(width, width), act(), _conv(width, 2 * dim))
+            self.posterior_net: nn.Module = _conv(2 * width, 2 * dim)
+            self.update_net: nn.Module = _conv(width + dim, width)
+        else:
+            self.prior_net = None if top else mlp([width, width, 2 * dim], activation)
+            self.posterior_net = nn.Linear(2 * width, 2 * dim)
+            self.update_net = nn.Linear(width + dim, width)
+        self.act = act()
 
     def init_heads(self) -> None:
         """Unit-gain (linear) Kaiming weights for the maps no activation follows: the prior and posterior
@@ -71,22 +84,33 @@ class StochasticLayer(nn.Module):
             nn.init.kaiming_normal_(head.weight, nonlinearity="linear")
             nn.init.zeros_(head.bias)
 
+    def _halves(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split a layer's [n, 2 dim(, H, W)] output into two [n, units] halves."""
+        a, b = params.chunk(2, self.axis)
+        return a.flatten(1), b.flatten(1)
+
     def prior(self, s: torch.Tensor) -> DiagonalGaussian:
         """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
         if self.prior_net is None:
             zeros = s.new_zeros(s.shape[0], self.dim)
             return DiagonalGaussian(zeros, torch.ones_like(zeros))
-        return DiagonalGaussian.from_params(self.prior_net(s))
+        loc, raw = self._halves(self.prior_net(s))
+        return DiagonalGaussian(loc, F.softplus(raw) + 1e-5)
 
     def posterior(self, s: torch.Tensor, d: torch.Tensor, p: DiagonalGaussian) -> DiagonalGaussian:
         """N(mu_p + dmu, (sigma_p * dsigma)^2) with (dmu, dsigma) from the state and the features."""
-        dmu, raw = self.posterior_net(torch.cat([s, d], -1)).chunk(2, -1)
+        dmu, raw = self._halves(self.posterior_net(torch.cat([s, d], self.axis)))
         ratio = F.softplus(raw + SOFTPLUS_ONE).clamp(min=MIN_SCALE_RATIO)
         return DiagonalGaussian(p.loc + dmu, p.scale * ratio)
 
     def update(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """s_{l-1} = s_l + A_l [act(s_l), z_l]."""
-        return s + self.update_net(torch.cat([self.act(s), z], -1))
+        """s_{l-1} = s_l + A_l [act(s_l), z_l] (z_l [n, units] laid out as the state)."""
+        z = z.view(s.shape[0], self.dim, *s.shape[2:])
+        return s + self.update_net(torch.cat([self.act(s), z], self.axis))
+
+
+def _conv(a: int, b: int) -> nn.Conv2d:
+    return nn.Conv2d(a, b, 3, padding=1)
 
 
 @dataclass
@@ -94,7 +118,7 @@ class Walk:
     """One pass down the layers for n rows; q-terms are None when walked under the prior."""
 
     z: torch.Tensor  # [n, D], layers top first
-    state: torch.Tensor  # [n, width], the decoder's input s_0
+    state: torch.Tensor  # [n, width] or [n, C, H, W] with map layers: the decoder's input s_0
     log_pz: torch.Tensor  # [n]
     log_qz: torch.Tensor | None  # [n]
     kl_dims: torch.Tensor | None  # [n, D]: KL(q_l || p_l) per unit, given the layers above
@@ -102,16 +126,37 @@ class Walk:
 
 
 class TopDown(Prior):
-    """p(z) = p(z_L) prod_{l<L} p(z_l | z_>l) over z = [z_L, ..., z_1]; also walks the posterior."""
+    """p(z) = p(z_L) prod_{l<L} p(z_l | z_>l) over z = [z_L, ..., z_1]; also walks the posterior.
 
-    def __init__(self, latent_dims: list[int], width: int, activation: str = "relu") -> None:
+    The vector layers (``latent_dims`` units each) come first; the map layers (``latent_channels``
+    latent channels each) below them, at the decoder's first feature map of shape ``map_shape``
+    (C, H, W): the state vector is expanded to that map (a linear map and the activation) before the
+    first of them, and the decoder then reads the state map.
+    """
+
+    def __init__(
+        self,
+        latent_dims: list[int],
+        width: int,
+        activation: str = "relu",
+        latent_channels: list[int] | None = None,
+        map_shape: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
-        self.latent_dims = list(latent_dims)
-        self.latent_dim = sum(self.latent_dims)
+        channels = list(latent_channels or [])
         self.width = width
-        self.layers = nn.ModuleList(
-            StochasticLayer(d, width, activation, top=i == 0) for i, d in enumerate(self.latent_dims)
-        )
+        layers = [StochasticLayer(d, width, activation, top=i == 0) for i, d in enumerate(latent_dims)]
+        self.expand = None
+        if channels:
+            c, h, w = map_shape
+            self.expand = nn.Sequential(
+                nn.Linear(width, c * h * w), ACTIVATIONS[activation](), nn.Unflatten(1, (c, h, w))
+            )
+            layers += [StochasticLayer(k, c, activation, top=False, spatial=True) for k in channels]
+        self.vector_layers = len(latent_dims)
+        self.layers = nn.ModuleList(layers)
+        self.latent_dims = [*latent_dims, *(k * h * w for k in channels)] if channels else list(latent_dims)
+        self.latent_dim = sum(self.latent_dims)
 
     def walk(
         self,
@@ -128,6 +173,8 @@ class TopDown(Prior):
         zs, kls, scales = [], [], []
         log_pz = log_qz = s.new_zeros(n)
         for i, layer in enumerate(self.layers):
+            if i == self.vector_layers:
+                s = self.expand(s)
             p = layer.prior(s)
             q = None if features is None else layer.posterior(s, features[i], p)
             dist = p if q is None else q
@@ -188,7 +235,8 @@ class TopDownPosterior(Distribution):
     def walk(self, k: int, **kwargs) -> Walk:
         """k walks per example, rows ordered [k, B] (sample-major)."""
         b = self.batch_shape[0]
-        return self.top_down.walk(k * b, [f.repeat(k, 1) for f in self.features], **kwargs)
+        features = [f.repeat(k, *(1,) * (f.dim() - 1)) for f in self.features]
+        return self.top_down.walk(k * b, features, **kwargs)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         k = math.prod(sample_shape)
@@ -214,20 +262,42 @@ class TopDownPosterior(Distribution):
 
 
 class BottomUp(nn.Module):
-    """Deterministic features per layer, top layer first: d_1 = backbone(x, c), d_{l+1} = d_l + f_l(d_l)."""
+    """Deterministic features per layer, top layer first: for the vector layers d_1 = backbone(x, c),
+    d_{l+1} = d_l + f_l(d_l); every map layer reads the backbone's last feature map."""
 
-    def __init__(self, backbone: nn.Module, width: int, layers: int, activation: str = "relu") -> None:
+    def __init__(
+        self, backbone: nn.Module, width: int, layers: int, activation: str = "relu", map_layers: int = 0
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.map_layers = map_layers
         self.steps = nn.ModuleList(mlp([width, width, width], activation) for _ in range(layers - 1))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
-        d = self.backbone(x, c)
+        if self.map_layers:
+            d, m = self.backbone.forward_map(x, c)
+        else:
+            d, m = self.backbone(x, c), None
         features = [d]
         for f in self.steps:
             d = d + f(d)
             features.append(d)
-        return features[::-1]
+        return features[::-1] + [m] * self.map_layers
+
+
+class MapDecoder(nn.Module):
+    """The decoder of a model with map layers: the conv decoder's body on the state map, a condition
+    vector (if any) added as a per-channel bias first."""
+
+    def __init__(self, body: nn.Module, channels: int, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.body = body
+        self.cond = nn.Linear(cond_dim, channels) if cond_dim else None
+
+    def forward(self, s: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond is not None and c is not None:
+            s = s + self.cond(c)[:, :, None, None]
+        return self.body(s)
 
 
 class HierarchicalVAE(VAE):
@@ -265,7 +335,14 @@ class HierarchicalVAE(VAE):
         w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k)
         px = self.likelihood(self.decoder(w.state, None if c is None else c.repeat(k, 1)))
         kl_dims = w.kl_dims.view(k, b, -1).mean(0)
-        kl_layers = torch.stack([part.sum(-1) for part in kl_dims.split(self.latent_dims, -1)], -1)
+        parts = kl_dims.split(self.latent_dims, -1)
+        kl_layers = torch.stack([part.sum(-1) for part in parts], -1)
+        groups = None
+        if self.prior.expand is not None:  # free bits per latent channel (all its positions) of a map layer
+            v = self.prior.vector_layers
+            layers = self.prior.layers[v:]
+            maps = [p.view(b, layer.dim, -1).sum(-1) for p, layer in zip(parts[v:], layers, strict=True)]
+            groups = torch.cat([*parts[:v], *maps], -1)
         return Terms(
             log_px_z=log_prob_repeated(px, x, k),
             log_qz=w.log_qz.view(k, b),
@@ -274,6 +351,7 @@ class HierarchicalVAE(VAE):
             kl_dims=kl_dims,
             z=w.z.view(k, b, -1),
             kl_layers=kl_layers,
+            kl_groups=groups,
         )
 
 
@@ -295,14 +373,29 @@ def build_hierarchical(
                 "that walks the same path",
                 f"set model.{key}={own}, or model.kind=vae to use model.{key}={value}",
             )
+    channels = cfg.latent_channels
+    if min(channels, default=1) < 1:
+        raise ConfigError(
+            f"model.latent_channels needs latent channels per map layer >= 1 (got {channels})",
+            "set e.g. model.latent_channels=[4], or [] for vector layers only",
+        )
     width = cfg.hidden[0] if cfg.hidden else 256
-    net = "resnet" if cfg.net == "auto" and fits_resnet(event_shape) else cfg.net
+    net = choose_net("resnet" if cfg.net == "auto" and fits_resnet(event_shape) else cfg.net, event_shape)
+    if channels and net not in ("conv", "resnet"):
+        raise ConfigError(
+            f"model.latent_channels puts latent maps on the decoder's first feature map, but the {net} "
+            "backbone has none",
+            "use model.net=resnet (or conv) on image data, or set model.latent_channels=[]",
+        )
     backbone, decoder = build_nets(
         net, event_shape, width, width, likelihood.params_per_dim, cfg.hidden, cfg.channels,
         cfg.activation, cond_dim, cfg.res_blocks,
     )
-    bottom_up = BottomUp(backbone, width, len(dims), cfg.activation)
-    top_down = TopDown(dims, width, cfg.activation)
+    map_shape = decoder.start if channels else None
+    if channels:
+        decoder = MapDecoder(decoder.body, map_shape[0], cond_dim)
+    bottom_up = BottomUp(backbone, width, len(dims), cfg.activation, len(channels))
+    top_down = TopDown(dims, width, cfg.activation, channels, map_shape)
     model = HierarchicalVAE(bottom_up, top_down, decoder, likelihood, event_shape, cond_dim)
     he_init(model, cfg.activation)
     for layer in top_down.layers:
@@ -323,6 +416,7 @@ def he_init(model: nn.Module, activation: str) -> None:
 
 
 __all__ = [
-    "BottomUp", "HierarchicalVAE", "StochasticLayer", "TopDown", "TopDownPosterior", "build_hierarchical",
+    "BottomUp", "HierarchicalVAE", "MapDecoder", "StochasticLayer", "TopDown", "TopDownPosterior",
+    "build_hierarchical",
     "he_init",
 ]

@@ -27,14 +27,21 @@ class ConvEncoder(nn.Module):
         for ch in channels:
             layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), act()]
             c, h, w = ch, h // 2, w // 2
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Linear(c * h * w + cond_dim, hidden), act(), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+        return self.forward_map(x, c)[0]
+
+    def forward_map(
+        self, x: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the output vector, the last feature map [B, C, H, W] it was computed from)."""
+        m = self.features(x)
+        h = m.flatten(1)
         if c is not None:
             h = torch.cat([h, c], dim=1)
-        return self.head(h)
+        return self.head(h), m
 
 
 class ConvDecoder(nn.Module):

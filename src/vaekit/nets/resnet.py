@@ -84,7 +84,7 @@ class ResNetEncoder(ConvEncoder):
                 layers.append(ACTIVATIONS[activation]())
             layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), *_blocks(ch, blocks, activation)]
             c = ch
-        self.features = nn.Sequential(*layers, ACTIVATIONS[activation](), nn.Flatten())
+        self.features = nn.Sequential(*layers, ACTIVATIONS[activation]())
 
 
 class ResNetDecoder(ConvDecoder):
