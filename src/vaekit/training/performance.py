@@ -155,6 +155,8 @@ def build_optimizer(
 
 
 def _to_fp32(module: nn.Module, inputs: Any, output: Any) -> Any:
+    if isinstance(output, torch.Tensor):  # the usual case, without tree_map's walk
+        return output.float() if output.is_floating_point() else output
     return tree_map(lambda t: t.float() if torch.is_tensor(t) and t.is_floating_point() else t, output)
 
 

@@ -374,7 +374,8 @@ class Trainer:
                 xb = prepare_batch(xb, self.policy)
                 yb = None if self.y_train is None else self.y_train[idx]
                 out = self._loss(xb, yb, steps_per_epoch)
-                self.opt.zero_grad(set_to_none=True)
+                for p in self.params:  # zero_grad(set_to_none=True) without the optimizer's Python wrapper
+                    p.grad = None
                 out.loss.backward()  # also for a non-finite loss: its gradients are then non-finite too
                 bad = self.guard.check(out.loss.detach(), self.params, cfg.grad_clip)
                 self._update(bad)
