@@ -34,9 +34,10 @@ class DiagonalGaussian(Independent):
 
     @classmethod
     def from_params(cls, params: torch.Tensor) -> DiagonalGaussian:
-        """Split a [..., 2d] tensor into mean and a softplus-positive scale."""
+        """Split a [..., 2d] tensor into mean and a softplus-positive scale. The half goes to softplus
+        contiguous: torch's CPU softplus on a strided view (and its backward) is about 8x slower."""
         loc, raw = params.chunk(2, dim=-1)
-        return cls(loc, F.softplus(raw) + 1e-5)
+        return cls(loc, F.softplus(raw.contiguous()) + 1e-5)
 
 
 class DiscretizedLogisticMixture(Distribution):

@@ -85,9 +85,10 @@ class StochasticLayer(nn.Module):
             nn.init.zeros_(head.bias)
 
     def _halves(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Split a layer's [n, 2 dim(, H, W)] output into two [n, units] halves."""
+        """Split a layer's [n, 2 dim(, H, W)] output into two [n, units] halves; the second (the one
+        softplus reads) contiguous, as in ``DiagonalGaussian.from_params``."""
         a, b = params.chunk(2, self.axis)
-        return a.flatten(1), b.flatten(1)
+        return a.flatten(1), b.flatten(1).contiguous()
 
     def prior(self, s: torch.Tensor) -> DiagonalGaussian:
         """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
