@@ -280,7 +280,7 @@ def test_cli_trains_and_encodes_a_hierarchical_model(tmp_path, capsys):
 def test_beats_the_one_layer_model_on_mnist_at_equal_budget(mnist_npz):
     """The issue's claim at the presets' own budget (10 epochs, same objective): a test NLL (K = 100,
     1000 test examples) lower by more than twice the paired standard error. The same run as
-    benchmarks/results/hierarchical_vs_single.json (1 thread; about 25 minutes on an idle CPU core)."""
+    benchmarks/results/hierarchical_vs_single.json (1 thread; about 30 minutes on an idle CPU core)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from hierarchical import compare
 

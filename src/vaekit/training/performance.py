@@ -234,10 +234,11 @@ def bernoulli_thresholds(x: torch.Tensor, rows: int = 4096) -> torch.Tensor:
 def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
     """x ~ Bernoulli(p) as fp32 0/1 from ``bernoulli_thresholds``: 1[r < t] with 32 random bits per
     pixel, two per full-range int64 draw of the default generator: about half the CPU time of
-    1[u < p] with a 24-bit uniform float u per pixel, and finer (2^-32 instead of 2^-24)."""
+    1[u < p] with a 24-bit uniform float u per pixel, and finer (2^-32 instead of 2^-24). The 0/1
+    bytes are read as uint8 for the float conversion: from bool it takes six times as long on CPU."""
     n = t.numel()
     bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
-    return (bits.view(torch.int32)[:n].view(t.shape) < t).float()
+    return (bits.view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()
 
 
 def tune_backends(device: torch.device) -> None:
