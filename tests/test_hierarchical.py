@@ -368,3 +368,20 @@ def test_conditional_model_with_map_layers_trains_saves_and_reports(tmp_path):
     assert not torch.allclose(model.decode(z, y0).mean, model.decode(z, y1).mean)  # the label reaches p(x|z)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "z_2 (top), 2 units" in report and "z_1, 1 latent maps (49 units)" in report
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "logistic-mixture"])
+def test_map_layers_work_with_the_other_likelihoods_on_colour_images(likelihood):
+    overrides = {**MAPS, "model.likelihood": likelihood, "model.mixture_components": 2}
+    model = tiny([2], shape=(3, 8, 8), **overrides)
+    x = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model(x, k=20).elbo.mean().item()
+    for _ in range(15):
+        loss = elbo_loss(model(x)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model(x, k=20).elbo.mean().item() > first
+    assert torch.isfinite(model.log_likelihood(x, k=20)).all()
+    assert model.sample(2).shape == (2, 3, 8, 8) and model.reconstruct(x).shape == x.shape
