@@ -42,7 +42,7 @@ VARIANTS = [
     ("mog-prior", "mnist-mog-prior", "learned 50-component Gaussian mixture prior"),
     ("vampprior", "mnist-vampprior", "VampPrior, 500 pseudo-inputs"),
     ("iaf", "mnist-iaf", "2 IAF steps on the posterior"),
-    ("hierarchical", "mnist-hierarchical", "top-down: a 32-unit vector over 8 latent maps of 7x7, ResNet towers"),
+    ("hierarchical", "mnist-hierarchical", "top-down: 32 units over 8 latent 7x7 maps, ResNet towers"),
     ("resnet", "mnist-resnet", "hierarchical's one-layer baseline (32 units, same towers)"),
 ]
 
