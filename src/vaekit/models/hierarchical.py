@@ -15,6 +15,11 @@ d_{l+1} = d_l + f_l(d_l). A latent vector is z = [z_L, ..., z_1] (sampling order
 ``model.latent_dims``); the top-down path is the model's prior p(z), so ``sample``, ``elbo`` and the
 importance-sampled ``log_likelihood`` are the plain VAE's.
 
+Below the vector layers, optional map layers (``model.latent_channels``; NVAE's spatial latents)
+hold c latent channels at every position of the decoder's first feature map: the state is expanded
+to that map, the same three maps become 3x3 convolutions, the posterior reads the bottom-up tower's
+last feature map, and the decoder's convolutional body reads the final state map.
+
 The state updates A_l and posterior heads B_l are single linear maps, so with one layer the model is
 the plain VAE up to a linear reparameterization. The towers' layers start from He initialization
 (Kaiming normal) instead of PyTorch's default, which shrinks a signal's variance about threefold per
