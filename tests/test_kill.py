@@ -213,7 +213,7 @@ def _assert_same_run(base: Path, run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory) -> tuple[Path, Path, Story]:
-    return run_story(tmp_path_factory.mktemp("kill"), epochs=6, random_kills=RANDOM_KILLS, seed=1234)
+    return run_story(tmp_path_factory.mktemp("kill"), epochs=30, random_kills=RANDOM_KILLS, seed=1234)
 
 
 def test_killed_and_resumed_run_equals_uninterrupted_run_bitwise(story):
@@ -240,6 +240,6 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(story):
 
 @pytest.mark.slow
 def test_many_kills_still_bitwise(tmp_path):
-    base, run, s = run_story(tmp_path, epochs=40, random_kills=SLOW_RANDOM_KILLS, seed=99)
+    base, run, s = run_story(tmp_path, epochs=200, random_kills=SLOW_RANDOM_KILLS, seed=99)
     assert s.kills == SLOW_RANDOM_KILLS + 1
     _assert_same_run(base, run)
