@@ -34,9 +34,13 @@ class DiagonalGaussian(Independent):
 
     @classmethod
     def from_params(cls, params: torch.Tensor) -> DiagonalGaussian:
-        """Split a [..., 2d] tensor into mean and a softplus-positive scale. The half goes to softplus
-        contiguous: torch's CPU softplus on a strided view (and its backward) is about 8x slower."""
-        loc, raw = params.chunk(2, dim=-1)
+        """Split a [..., 2d] tensor into mean and a softplus-positive scale."""
+        return cls.from_halves(*params.chunk(2, dim=-1))
+
+    @classmethod
+    def from_halves(cls, loc: torch.Tensor, raw: torch.Tensor) -> DiagonalGaussian:
+        """N(loc, softplus(raw)^2). ``raw`` goes to softplus contiguous: torch's CPU softplus on a
+        strided view (and its backward) is about 8x slower."""
         return cls(loc, F.softplus(raw.contiguous()) + 1e-5)
 
 

@@ -90,18 +90,16 @@ class StochasticLayer(nn.Module):
             nn.init.zeros_(head.bias)
 
     def _halves(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Split a layer's [n, 2 dim(, H, W)] output into two [n, units] halves; the second (the one
-        softplus reads) contiguous, as in ``DiagonalGaussian.from_params``."""
+        """Split a layer's [n, 2 dim(, H, W)] output into two [n, units] halves."""
         a, b = params.chunk(2, self.axis)
-        return a.flatten(1), b.flatten(1).contiguous()
+        return a.flatten(1), b.flatten(1)
 
     def prior(self, s: torch.Tensor) -> DiagonalGaussian:
         """N(0, I) at the top, else N(mu(s), sigma(s)^2)."""
         if self.prior_net is None:
             zeros = s.new_zeros(s.shape[0], self.dim)
             return DiagonalGaussian(zeros, torch.ones_like(zeros))
-        loc, raw = self._halves(self.prior_net(s))
-        return DiagonalGaussian(loc, F.softplus(raw) + 1e-5)
+        return DiagonalGaussian.from_halves(*self._halves(self.prior_net(s)))
 
     def posterior(self, s: torch.Tensor, d: torch.Tensor, p: DiagonalGaussian) -> DiagonalGaussian:
         """N(mu_p + dmu, (sigma_p * dsigma)^2) with (dmu, dsigma) from the state and the features."""
@@ -149,19 +147,19 @@ class TopDown(Prior):
         map_shape: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
-        channels = list(latent_channels or [])
         self.width = width
         layers = [StochasticLayer(d, width, activation, top=i == 0) for i, d in enumerate(latent_dims)]
+        self.latent_dims = list(latent_dims)  # units per layer, top first
         self.expand = None
-        if channels:
+        if latent_channels:
             c, h, w = map_shape
             self.expand = nn.Sequential(
                 nn.Linear(width, c * h * w), ACTIVATIONS[activation](), nn.Unflatten(1, (c, h, w))
             )
-            layers += [StochasticLayer(k, c, activation, top=False, spatial=True) for k in channels]
+            layers += [StochasticLayer(k, c, activation, top=False, spatial=True) for k in latent_channels]
+            self.latent_dims += [k * h * w for k in latent_channels]
         self.vector_layers = len(latent_dims)
         self.layers = nn.ModuleList(layers)
-        self.latent_dims = [*latent_dims, *(k * h * w for k in channels)] if channels else list(latent_dims)
         self.latent_dim = sum(self.latent_dims)
 
     def walk(
@@ -397,8 +395,9 @@ def build_hierarchical(
         net, event_shape, width, width, likelihood.params_per_dim, cfg.hidden, cfg.channels,
         cfg.activation, cond_dim, cfg.res_blocks,
     )
-    map_shape = decoder.start if channels else None
+    map_shape = None
     if channels:
+        map_shape = decoder.start
         decoder = MapDecoder(decoder.body, map_shape[0], cond_dim)
     bottom_up = BottomUp(backbone, width, len(dims), cfg.activation, len(channels))
     top_down = TopDown(dims, width, cfg.activation, channels, map_shape)
