@@ -296,6 +296,18 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path, capsys):
     _assert_same_weights(tmp_path / "a", tmp_path / "b")
 
 
+def test_time_limit_stops_at_an_epoch_end_and_resume_finishes_the_same_run(tmp_path, capsys):
+    Trainer(_config(**{"train.epochs": 3}), tmp_path / "a").fit()
+    Trainer(_config(**{"train.epochs": 3, "train.max_minutes": 1e-9}), tmp_path / "b").fit()
+    assert "time limit: stopped after epoch 1 of 3" in capsys.readouterr().err
+    assert (tmp_path / "b" / rd.MODEL).is_file()  # a finished, usable model of what was trained
+    for epochs_done in (2, 3):  # each resume is a new job with the same limit: one more epoch
+        assert main(["resume", str(tmp_path / "b")]) == 0
+        assert len((tmp_path / "b" / rd.METRICS).read_text().splitlines()) == epochs_done
+        assert ("time limit" in capsys.readouterr().err) == (epochs_done < 3)  # none after the last epoch
+    _assert_same_weights(tmp_path / "a", tmp_path / "b")
+
+
 # -- full disk --------------------------------------------------------------------------------
 
 

@@ -89,6 +89,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     early_stop_patience: int = 0  # epochs without validation improvement before stopping (0 = off)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = end of epoch only)
+    max_minutes: float = 0.0  # stop at the first epoch end after this much wall time (0 = off); resumable
     num_samples: int = 64  # images in the sample grid
     threads: int = 0  # torch CPU threads (0 = torch's default)
     progress: bool = True  # show a progress bar
@@ -103,7 +104,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         at_least = {"epochs": 0, "batch_size": 1, "eval_batch_size": 1, "early_stop_patience": 0,
                     "checkpoint_every": 0, "num_samples": 1, "threads": 0, "max_bad_steps": 1,
-                    "max_rollbacks": 0, "weight_decay": 0, "grad_clip": 0, "num_workers": 0}
+                    "max_rollbacks": 0, "weight_decay": 0, "grad_clip": 0, "num_workers": 0,
+                    "max_minutes": 0}
         for name, low in at_least.items():
             _require(f"train.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
         _require("train.lr", self.lr, self.lr > 0, "> 0")

@@ -352,6 +352,7 @@ class Trainer:
         self.model.train()
         if not (self.out / rd.CHECKPOINT).is_file():
             self.save_checkpoint()  # something to resume or roll back to before the first step
+        started = time.perf_counter()
         while self.state.epoch < cfg.epochs:
             epoch = self.state.epoch
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -440,9 +441,23 @@ class Trainer:
             if cfg.early_stop_patience and self.state.bad_epochs >= cfg.early_stop_patience:
                 print(f"early stop: no improvement for {self.state.bad_epochs} epochs", file=sys.stderr)
                 break
+            if self._out_of_time(started):
+                break
             self.interrupt.check()
         self.finish()
         return last
+
+    def _out_of_time(self, started: float) -> bool:
+        """train.max_minutes reached (every rank stops at the same epoch end): a job's wall-time limit."""
+        limit = self.cfg.train.max_minutes
+        if not limit or self.state.epoch >= self.cfg.train.epochs:
+            return False
+        if not self.world.any(time.perf_counter() - started >= 60 * limit, self.device):
+            return False
+        if self.world.main:
+            print(f"time limit: stopped after epoch {self.state.epoch} of {self.cfg.train.epochs} "
+                  f"(train.max_minutes={limit:g}); continue with:  vaekit resume {self.out}", file=sys.stderr)
+        return True
 
     def finish(self) -> None:
         """Final weights, pictures and report (rank 0 writes them)."""
