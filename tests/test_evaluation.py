@@ -198,6 +198,19 @@ def test_chunk_invariance_with_uniform_draws_and_a_real_vae():
     assert (a - b).abs().max() < 1e-4  # float32 forward: only rounding differs
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_gpu_estimate_equals_the_cpu_estimate_with_its_own_chunk_sizes():
+    from vaekit.config import ModelConfig
+    from vaekit.models import build_model
+
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(net="mlp", hidden=[32], latent_dim=4), (1, 8, 8), 2, None).eval()
+    xb = torch.bernoulli(torch.full((40, 1, 8, 8), 0.3))
+    cpu = importance_sample(vae, xb, k=300, seed=3, batch_size=3, sample_chunk=70)
+    gpu = importance_sample(vae.cuda(), xb, k=300, seed=3)  # chunk sizes from the GPU's free memory
+    assert gpu.chunk_invariant and (gpu.log_px - cpu.log_px).abs().max() < 1e-4
+
+
 def test_draws_that_cannot_be_replaced_are_flagged():
     toy = DiscreteToy(mix=1.0, multinomial=True)
     x = toy_data(toy, 10)

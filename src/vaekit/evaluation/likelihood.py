@@ -6,7 +6,8 @@
 Only the model's forward contract is used (``model(x, y, k) -> Terms`` and ``Terms.log_weights()``), so
 every posterior / prior / likelihood works, with or without an analytic KL. Each forward call sees
 ``batch_size`` examples and ``sample_chunk`` samples (memory ~ their product; by default about
-ROWS_PER_CALL rows); the K log-weights of an example batch are kept in float64 ([K, batch] numbers)
+ROWS_PER_CALL rows on a CPU; on a GPU as many as fill about a quarter of its free memory, measured on
+one probe call); the K log-weights of an example batch are kept in float64 ([K, batch] numbers)
 and reduced with logsumexp there. The noise
 of example i, sample j depends only on (seed, i, j) (``CounterNoise``), so the estimate is the same for
 any chunk sizes.
@@ -27,8 +28,10 @@ from vaekit.evaluation.noise import CounterNoise
 from vaekit.objectives import Terms
 
 IWAE_KS = (1, 5, 50, 500, 5000)  # the k of the reported IWAE bounds (those <= K, plus K itself)
-# default rows (examples x samples) per forward call: cache-sized on a CPU, large on a GPU
+# default rows (examples x samples) per forward call: cache-sized on a CPU; on a GPU the probe's size
 ROWS_PER_CALL = {"cpu": 1024, "cuda": 32768}
+GPU_MEMORY_SHARE = 0.25  # a GPU's default chunks fill about this share of its free memory ...
+GPU_MAX_ROWS = 262144  # ... up to this many rows (larger calls gain nothing: the GPU is busy already)
 
 
 @dataclass
@@ -64,15 +67,12 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def chunk_sizes(
-    k: int, batch_size: int | None, sample_chunk: int | None, device: torch.device
-) -> tuple[int, int]:
-    """(examples, samples) per forward call. What is not given fills about ROWS_PER_CALL rows, samples
+def chunk_sizes(k: int, batch_size: int | None, sample_chunk: int | None, rows: int) -> tuple[int, int]:
+    """(examples, samples) per forward call. What is not given fills about ``rows`` rows, samples
     first (one example's samples share its encoder pass), then examples."""
     for name, v in (("nll samples (K)", k), ("batch size", batch_size), ("sample chunk", sample_chunk)):
         if v is not None and v < 1:
             raise ConfigError(f"the {name} must be >= 1, got {v}", f"pass a positive {name}")
-    rows = ROWS_PER_CALL.get(device.type, ROWS_PER_CALL["cpu"])
     if sample_chunk is None:
         sample_chunk = rows if batch_size is None else max(1, rows // batch_size)
     sample_chunk = min(k, sample_chunk)
@@ -91,6 +91,20 @@ def _forward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, first:
         return model(xb, yb, k), noise.replaced
 
 
+def gpu_rows(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, k: int, seed: int,
+             device: torch.device) -> int:
+    """Rows per forward call that fill about GPU_MEMORY_SHARE of the GPU's free memory, from the peak
+    memory of one probe call (one example, up to ROWS_PER_CALL["cuda"] samples; its result is dropped)."""
+    probe = min(k, ROWS_PER_CALL["cuda"])
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    _forward(model, xb[:1], None if yb is None else yb[:1], 0, 0, probe, seed, [device])
+    per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / probe)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(min(GPU_MAX_ROWS, max(probe, GPU_MEMORY_SHARE * free / per_row)))
+
+
 @torch.no_grad()
 def importance_sample(
     model: nn.Module,
@@ -106,7 +120,6 @@ def importance_sample(
     ``iwae_ks(K)``, and the ELBO parts, all from the same samples."""
     n = x.shape[0]
     device = model_device(model)
-    batch_size, chunk = chunk_sizes(k, batch_size, sample_chunk, device)
     devices = [device] if device.type == "cuda" else []
     log_px = torch.empty(n, dtype=torch.float64)
     bounds = {j: torch.empty(n, dtype=torch.float64) for j in iwae_ks(k)}
@@ -119,6 +132,11 @@ def importance_sample(
     bar = tqdm(total=n * k, disable=not progress, unit="sample", unit_scale=True, file=sys.stderr,
                desc=f"log p(x), K={k}")
     try:
+        sizes = chunk_sizes(k, batch_size, sample_chunk, ROWS_PER_CALL["cpu"])  # also checks the sizes
+        if devices and n and (batch_size is None or sample_chunk is None):
+            fill = gpu_rows(model, x[:1].to(device), None if y is None else y[:1].to(device), k, seed, device)
+            sizes = chunk_sizes(k, batch_size, sample_chunk, fill)
+        batch_size, chunk = sizes
         for first in range(0, n, batch_size):
             xb = x[first : first + batch_size].to(device)
             yb = None if y is None else y[first : first + batch_size].to(device)

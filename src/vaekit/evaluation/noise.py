@@ -1,14 +1,15 @@
 """Counter-based posterior noise: the random numbers a model draws for example i, sample j are a fixed
 function of (seed, draw number, i, j), so an estimate does not depend on how examples and samples are
-chunked into forward calls.
+chunked into forward calls, nor on the device.
 
 A model draws its own noise inside ``model(x, y, k)``, one tensor for a whole [k, B] chunk from torch's
 global generator, so different chunk sizes would hand each example different numbers. Inside
 ``CounterNoise`` every standard-normal or uniform draw laid out [k, B, ...] or [k*B, ...] (sample-major,
-as in ``Terms``) is replaced by numbers from numpy's Philox generator (a counter-based generator) with
-key (seed, n) and counter (i, j * words per sample): the n-th draw of the forward call, example i,
-sample j. Normals come from the uniforms by Box-Muller. Any other random draw (another layout, another
-distribution, an explicit generator) keeps torch's generator and clears ``replaced``.
+as in ``Terms``) is replaced by numbers from the counter-based generator Philox4x32-10 (Salmon et al.
+2011), computed with torch integer ops on the draw's own device (no host round trip on a GPU): key =
+seed, counter = (word block p, sample j, example i, draw number n of the forward call). Normals come from
+the uniforms by Box-Muller. Any other random draw (another layout, another distribution, an explicit
+generator) keeps torch's generator and clears ``replaced``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -37,16 +37,56 @@ _OTHER_RANDOM = {
     if hasattr(torch.Tensor, name)
 }
 
+_MASK = 0xFFFFFFFF
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)  # Philox4x32 round multipliers
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)  # key schedule increments (golden ratio, sqrt(3) - 1)
 
-def _box_muller(u: np.ndarray) -> np.ndarray:
-    """Pairs of uniforms (u1, u2) in [0, 1) -> two standard normals sqrt(-2 ln(1-u1)) (cos, sin)(2 pi u2);
-    the radius from the full 53-bit u1 (exact tails), the angle in float32 (numpy's fast sin/cos)."""
-    r = np.sqrt(-2.0 * np.log1p(-u[..., 0::2])).astype(np.float32)
-    theta = ((2 * math.pi) * u[..., 1::2]).astype(np.float32)
-    out = np.empty(u.shape, np.float32)
-    out[..., 0::2] = r * np.cos(theta)
-    out[..., 1::2] = r * np.sin(theta)
-    return out
+
+def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32-bit words of a * m, for 32-bit words a (int64) and a 32-bit constant m. The product
+    is < 2^64: int64 multiplication wraps modulo 2^64 (two's complement, on CPU and GPU), so its bits are
+    the exact unsigned product's (tests/test_noise.py checks this against exact integers)."""
+    p = a * m
+    return (p >> 32) & _MASK, p & _MASK
+
+
+def philox4x32(counter: tuple[torch.Tensor, ...], key: int) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-10 of the 128-bit counter (four int64 tensors of 32-bit words, broadcast together)
+    under the 64-bit key: four tensors of 32-bit words, uniformly random as a function of the counter."""
+    c0, c1, c2, c3 = torch.broadcast_tensors(*counter)
+    k0, k1 = key & _MASK, (key >> 32) & _MASK
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + _PHILOX_W[0]) & _MASK, (k1 + _PHILOX_W[1]) & _MASK
+        hi0, lo0 = _mulhilo(c0, _PHILOX_M[0])
+        hi1, lo1 = _mulhilo(c2, _PHILOX_M[1])
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def _unit(w: torch.Tensor) -> torch.Tensor:
+    """32-bit words -> float64 uniforms in (0, 1), the centres of the 2^32 equal cells."""
+    return (w.double() + 0.5) * 2.0**-32
+
+
+def counter_uniforms(key: int, draw: int, ids: range, start: int, k: int, m: int, normal: bool,
+                     device: torch.device) -> torch.Tensor:
+    """[k, len(ids), m] numbers for examples ``ids`` and samples start..start+k-1: float64 uniforms in
+    (0, 1), or float32 standard normals. Each Philox block (4 words) gives four numbers of one (example,
+    sample); normals by Box-Muller, r = sqrt(-2 ln u1), angle 2 pi u2, from pairs of words (|z| < 6.7:
+    the 32-bit u1 leaves out a tail of probability 2^-32 per pair)."""
+    as_long = {"dtype": torch.long, "device": device}
+    blocks = math.ceil(m / 4)
+    counter = (torch.arange(blocks, **as_long), torch.arange(start, start + k, **as_long).view(k, 1, 1),
+               torch.arange(ids.start, ids.stop, **as_long).view(1, -1, 1), torch.tensor(draw, **as_long))
+    words = torch.stack(philox4x32(counter, key), -1)  # [k, B, blocks, 4]
+    if normal:
+        r = torch.sqrt(-2.0 * torch.log(_unit(words[..., 0::2]))).float()
+        theta = words[..., 1::2].float() * (2 * math.pi * 2.0**-32)
+        out = torch.stack((r * torch.cos(theta), r * torch.sin(theta)), -1)
+    else:
+        out = _unit(words)
+    return out.view(k, len(ids), 4 * blocks)[..., :m]
 
 
 class CounterNoise(TorchFunctionMode):
@@ -62,9 +102,9 @@ class CounterNoise(TorchFunctionMode):
         self.draws = 0
         self.replaced = True  # False once a draw came from torch's generator instead
 
-    def draw(self, shape: torch.Size, normal: bool) -> torch.Tensor | None:
-        """Noise of ``shape`` for this chunk (CPU; float32 normals, float64 uniforms), or None when the
-        layout is not [k, B, ...] or [k*B, ...]."""
+    def draw(self, shape: torch.Size, normal: bool, device: torch.device) -> torch.Tensor | None:
+        """Noise of ``shape`` for this chunk on ``device`` (float32 normals, float64 uniforms), or None when
+        the layout is not [k, B, ...] or [k*B, ...]."""
         k, b = self.k, len(self.ids)
         self.draws += 1
         if len(shape) >= 2 and shape[0] == k and shape[1] == b:
@@ -74,14 +114,8 @@ class CounterNoise(TorchFunctionMode):
         else:
             return None
         m = math.prod(rest)
-        words = 4 * math.ceil(m / 4)  # Philox gives 4 words per counter step: keep samples aligned
-        key = self.key + (self.draws << 64)
-        u = np.empty((b, k * words))
-        for row, i in enumerate(self.ids):
-            bits = np.random.Philox(key=key, counter=(i << 128) + self.start * words // 4)
-            u[row] = np.random.Generator(bits).random(k * words)
-        noise = torch.from_numpy(_box_muller(u) if normal else u).view(b, k, words)
-        return noise[..., :m].transpose(0, 1).reshape(shape)
+        noise = counter_uniforms(self.key, self.draws, self.ids, self.start, k, m, normal, device)
+        return noise.reshape(shape)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
         kwargs = kwargs or {}
@@ -104,10 +138,10 @@ def _fill_(mode: CounterNoise, args: tuple, kwargs: dict, normal: bool) -> torch
     t = args[0]
     lo = _arg(args, kwargs, 1, "mean" if normal else "from", 0.0)
     hi = _arg(args, kwargs, 2, "std" if normal else "to", 1.0)
-    eps = mode.draw(t.shape, normal)
+    eps = mode.draw(t.shape, normal, t.device)
     if eps is None:
         return None
-    eps = eps.to(dtype=t.dtype, device=t.device)
+    eps = eps.to(t.dtype)
     with torch.no_grad():
         t.copy_(eps * hi + lo if normal else lo + (hi - lo) * eps)
     return t
@@ -116,24 +150,24 @@ def _fill_(mode: CounterNoise, args: tuple, kwargs: dict, normal: bool) -> torch
 def _factory(mode: CounterNoise, func: Callable, args: tuple, kwargs: dict, normal: bool) -> torch.Tensor:
     """randn / rand / randn_like / rand_like: torch makes the tensor (shape, dtype, device), we fill it."""
     out = func(*args, **kwargs)
-    eps = mode.draw(out.shape, normal)
+    eps = mode.draw(out.shape, normal, out.device)
     if eps is None:
         mode.replaced = False
         return out
     with torch.no_grad():
-        out.copy_(eps.to(dtype=out.dtype, device=out.device))
+        out.copy_(eps)
     return out
 
 
 def _normal(mode: CounterNoise, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
     """torch.normal(mean, std[, size]) = mean + std * eps."""
     out = func(*args, **kwargs)
-    eps = mode.draw(out.shape, True)
+    eps = mode.draw(out.shape, True, out.device)
     if eps is None:
         mode.replaced = False
         return out
     mean, std = _arg(args, kwargs, 0, "mean", 0.0), _arg(args, kwargs, 1, "std", 1.0)
-    return (mean + std * eps.to(dtype=out.dtype, device=out.device)).to(out.dtype)
+    return (mean + std * eps.to(out.dtype)).to(out.dtype)
 
 
 _HANDLERS: dict[Callable, Callable] = {
@@ -146,4 +180,4 @@ _HANDLERS: dict[Callable, Callable] = {
     torch.normal: _normal,
 }
 
-__all__ = ["CounterNoise"]
+__all__ = ["CounterNoise", "counter_uniforms", "philox4x32"]
