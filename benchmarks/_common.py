@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-MNIST_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
+# ../shared/data/mnist.npz beside the checkout; VAEKIT_MNIST_NPZ points elsewhere (e.g. a GPU machine's copy)
+MNIST_NPZ = Path(os.environ.get("VAEKIT_MNIST_NPZ")
+                 or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz")
 
 
 def machine() -> dict[str, Any]:
@@ -54,5 +56,6 @@ def save_result(name: str, payload: dict[str, Any]) -> Path:
 
 def require_mnist() -> Path:
     if not MNIST_NPZ.is_file():
-        sys.exit(f"real MNIST not found at {MNIST_NPZ}: this benchmark needs ../shared/data/mnist.npz")
+        sys.exit(f"real MNIST not found at {MNIST_NPZ}: this benchmark needs ../shared/data/mnist.npz "
+                 "(or VAEKIT_MNIST_NPZ=path/to/mnist.npz)")
     return MNIST_NPZ

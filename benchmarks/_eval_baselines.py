@@ -48,7 +48,8 @@ def formula_loop(enc: nn.Module, dec: nn.Module, x: torch.Tensor, k: int) -> tor
 
     q = N(mu, softplus(raw) + 1e-5) as vaekit's DiagonalGaussian.from_params; distributions are built
     with validate_args=False (argument checks are not part of the formula)."""
-    prior = Normal(torch.tensor(0.0), torch.tensor(1.0), validate_args=False)
+    zero = torch.zeros((), device=x.device)
+    prior = Normal(zero, zero + 1, validate_args=False)
     out = torch.empty(x.shape[0], dtype=torch.float64)
     for i in range(x.shape[0]):
         xi = x[i].flatten()

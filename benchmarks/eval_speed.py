@@ -36,9 +36,12 @@ from vaekit.training.trainer import pick_device
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """(fn(), wall seconds, process CPU seconds)."""
+    """(fn(), wall seconds, process CPU seconds), after the GPU's queued work is done."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     w0, c0 = time.perf_counter(), time.process_time()
     out = fn()
+    sync()
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
@@ -69,11 +72,13 @@ def main() -> None:
     p.add_argument("--sample-chunk", type=int, default=None, help="samples per forward call (chunked)")
     p.add_argument("--run", default=None, help="a trained mnist-mlp run folder (default: untrained weights)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto: where every system runs")
+    p.add_argument("--shared-machine", action="store_true", help="record that other work shared the machine")
     p.add_argument("--out", default="eval_speed", help="result name under benchmarks/results/")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device("cpu")
+    device = pick_device(args.device)
 
     data = load_dataset(f"npz:{require_mnist()}")
     x = eval_view(data.test.x, "static", 0)
@@ -86,8 +91,8 @@ def main() -> None:
         cfg = make_config(preset="mnist-mlp")
         model = build_model(cfg.model, data.event_shape, 2, None).to(device).eval()
         weights = "untrained mnist-mlp weights (seed 0): the NLLs are meaningless, the timings are not"
-    enc, dec = plain_nets(model)
-    peer = pythae_vae(enc, dec, tuple(x.shape[1:]), model.latent_dim)
+    enc, dec = (net.to(device) for net in plain_nets(model))
+    peer = pythae_vae(enc, dec, tuple(x.shape[1:]), model.latent_dim).to(device)
     n, k = x.shape[0], args.k
     m, mp = min(args.loop_examples, n), min(args.pythae_examples, args.loop_examples, n)
     print(f"{n} test examples x K={k} samples on {device} ({torch.get_num_threads()} threads), {weights}")
@@ -96,17 +101,18 @@ def main() -> None:
         return evaluate_model(model, xs, k=k, batch_size=args.batch_size, sample_chunk=args.sample_chunk,
                               seed=0, levels=2, progress=progress)
 
+    chunked(x[:2], False)  # warm-up: first-call costs (e.g. the GPU's libraries) are not evaluation time
     res, c_wall, c_cpu = timed(lambda: chunked(x, True))
     print(f"vaekit chunked: {c_wall:.1f} s wall, {c_cpu:.1f} s CPU for {n} examples (nll {res['nll']:.3f})")
     sub, s_wall, s_cpu = timed(lambda: chunked(x[:m], False))
 
-    xs = x[:m]
+    xs = x[:m].to(device)
     torch.manual_seed(0)
     v_lp, v_wall, v_cpu = timed(lambda: vaekit_loop(model, xs, k))
     torch.manual_seed(0)
     f_lp, f_wall, f_cpu = timed(lambda: formula_loop(enc, dec, xs, k))
     torch.manual_seed(0)
-    p_nll, p_wall, p_cpu = timed(lambda: pythae_nll(peer, x[:mp], k))
+    p_nll, p_wall, p_cpu = timed(lambda: pythae_nll(peer, xs[:mp], k))
     loops = {
         "vaekit_loop": loop_entry("vaekit's model, one forward call with all K samples per example",
                                   m, n, v_wall, v_cpu, -float(v_lp.mean())),
@@ -145,8 +151,9 @@ def main() -> None:
                 "vaekit's chunked evaluation next to three per-example loops on the same weights",
         "weights": weights,
         "device": str(device),
-        "machine_shared": "the 2-core CPU was shared with other jobs during the run: the CPU-second ratios "
-                          "(process_time, one torch thread) are the primary figure, wall ratios are noisier",
+        **({"machine_shared": "other jobs shared the machine during the run: the CPU-second ratios "
+                              "(process_time, one torch thread) are the primary figure, wall ratios are "
+                              "noisier"} if args.shared_machine else {}),
         "k": k,
         "examples": n,
         "batch_size": args.batch_size,

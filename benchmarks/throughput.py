@@ -66,9 +66,11 @@ def vaekit_nets(model: str) -> tuple[nn.Module, nn.Module]:
     return m.encoder, m.decoder
 
 
-def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool) -> dict[str, Any]:
-    """The real Trainer loop; epoch times are its own ``train_time_s`` (the step loop alone)."""
-    from vaekit.config import make_config
+def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
+               settings: list[str]) -> dict[str, Any]:
+    """The real Trainer loop; epoch times are its own ``train_time_s`` (the step loop alone).
+    ``settings``: extra KEY=VALUE config overrides (e.g. train.precision=fp32)."""
+    from vaekit.config import make_config, parse_value
     from vaekit.data import DataSet, Split
     from vaekit.training.trainer import Trainer
 
@@ -85,6 +87,7 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool) 
     overrides = {"train.epochs": epochs, "train.progress": False, "data.binarize": "dynamic"}
     if compiled:
         overrides["train.compile"] = "on"
+    overrides |= {key: parse_value(value) for key, value in (kv.split("=", 1) for kv in settings)}
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         trainer = Timed(make_config(preset=MODELS[model], overrides=overrides), run, data=data)
@@ -272,7 +275,7 @@ def worker(args: argparse.Namespace) -> None:
     epochs = args.elbo_epochs if elbo else 2
     system, model = args.worker, args.model
     if system in ("vaekit", "vaekit-compiled"):
-        res = run_vaekit(model, args.steps, epochs, system == "vaekit-compiled", elbo)
+        res = run_vaekit(model, args.steps, epochs, system == "vaekit-compiled", elbo, args.vaekit_set)
     elif system == "plain":
         res = run_plain(model, args.steps, epochs, elbo)
     else:
@@ -281,10 +284,12 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def call_worker(system: str, model: str, steps: int, threads: int, elbo_epochs: int = 0,
-                cpu_time: bool = False) -> dict[str, Any]:
+                cpu_time: bool = False, settings: tuple[str, ...] = ()) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", system, "--model", model, "--steps", str(steps),
            "--elbo-epochs", str(elbo_epochs), "--threads", str(threads)]
     cmd += ["--cpu-time"] if cpu_time else []
+    for kv in settings:
+        cmd += ["--vaekit-set", kv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                          os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -313,13 +318,15 @@ def throughput_rounds(args: argparse.Namespace, systems: list[str]) -> dict[str,
     device = DEVICE
     out: dict[str, Any] = {}
     for model in args.models:
-        dtype = pick_precision("auto", device, make_config(preset=MODELS[model]).model) or torch.float32
+        cfg = make_config(preset=MODELS[model]).model
+        dtype = pick_precision("auto", device, cfg, convolutional=model == "conv") or torch.float32
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
         peaks = []
         for r in range(args.reps):
             order = systems[r % len(systems):] + systems[: r % len(systems)]
             for system in order:
-                res = call_worker(system, model, args.steps, args.threads, cpu_time=args.cpu_time)
+                res = call_worker(system, model, args.steps, args.threads, cpu_time=args.cpu_time,
+                                  settings=args.vaekit_set)
                 runs[system].append(res)
                 ips = BATCH * args.steps / res["epoch_seconds"][-1] if "error" not in res else float("nan")
                 print(f"  round {r + 1}/{args.reps} {model:>4} {system:>16}: {ips:8.0f} img/s "
@@ -361,7 +368,7 @@ def elbo_check(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]:
     """Every system trains the MLP on all of MNIST for the same epochs; test ELBOs must agree."""
     res: dict[str, Any] = {"epochs": args.elbo_epochs, "model": "mlp"}
     for system in systems:
-        r = call_worker(system, "mlp", 0, args.threads, args.elbo_epochs)
+        r = call_worker(system, "mlp", 0, args.threads, args.elbo_epochs, settings=args.vaekit_set)
         res[system] = r.get("test_elbo", r.get("error"))
         print(f"  {system:>16}: test ELBO {res[system]}", flush=True)
     ok = [s for s in systems if s != "pythae" and isinstance(res[s], float)]
@@ -404,6 +411,8 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time steps in process CPU seconds instead of wall seconds: with --threads 1 "
                          "the work itself, robust when other jobs share the CPU")
+    ap.add_argument("--vaekit-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the vaekit systems, e.g. train.precision=fp32 (repeatable)")
     ap.add_argument("--out", default="throughput", help="result name under benchmarks/results/")
     ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
@@ -426,7 +435,7 @@ def main() -> None:
                 "(pythae: one fixed binarization)",
         "steps_per_round": args.steps, "rounds": args.reps, "machine_shared": args.shared_machine,
         "clock": "process CPU time (--cpu-time)" if args.cpu_time else "wall time",
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "vaekit_settings": args.vaekit_set,
         "pythae": skipped or "0.1.2", "results": results, "elbo_check": elbo,
     })
 

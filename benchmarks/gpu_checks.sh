@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one call, for a lent GPU machine whose time is short:
+#   1. evaluation speed, K = 5000 on the MNIST test set (eval_speed.py --device cuda),
+#   2. the MNIST NLL table: the four rows train at once, each for MINUTES of wall time
+#      (mnist_nll.py --max-minutes), then K = 5000 on the test set,
+#   3. training throughput against the plain loop and pythae (throughput.py, one round).
+# Each stage has its own time limit, so one that fails or hangs leaves the others their time.
+#
+#   bash benchmarks/gpu_checks.sh [MINUTES] [MLP_RUN]
+#
+# MLP_RUN: a trained mnist-mlp run folder for the evaluation-speed weights (default: untrained).
+# Results: benchmarks/results/{eval_speed,throughput}-gpu.json and mnist_nll_gpu-ROW.json; logs in
+# $LOGS (default /tmp/vaekit-gpu-logs). MNIST comes from ../shared/data or VAEKIT_MNIST_NPZ.
+set -uo pipefail
+cd "$(dirname "$0")"
+MINUTES=${1:-4}
+RUN=${2:-}
+LOGS=${LOGS:-/tmp/vaekit-gpu-logs}
+mkdir -p "$LOGS"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/../src${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-python3}
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $LOGS/NAME.log, print its tail
+    local name=$1 limit=$2 t0=$SECONDS
+    shift 2
+    timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
+    echo "== $name: exit $? after $((SECONDS - t0)) s"
+    tail -n 25 "$LOGS/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+
+stage eval_speed 120 "$PY" eval_speed.py --device cuda ${RUN:+--run "$RUN"} --loop-examples 1000 \
+    --pythae-examples 100 --out eval_speed-gpu
+
+t0=$SECONDS
+limit=$(awk "BEGIN {print int($MINUTES * 60 + 150)}")  # training, then K = 5000 on the test set
+for row in vae-1 iwae-1 vae-2 iwae-2; do
+    timeout "$limit" "$PY" mnist_nll.py --rows "$row" --epochs 3280 --max-minutes "$MINUTES" --threads 4 \
+        --set train.precision=fp32 --set train.progress=false \
+        --runs /tmp/mnist_nll_gpu --out "mnist_nll_gpu-$row" >"$LOGS/mnist_nll-$row.log" 2>&1 &
+done
+wait
+echo "== mnist_nll: four rows at once, $((SECONDS - t0)) s"
+for row in vae-1 iwae-1 vae-2 iwae-2; do
+    tail -n 4 "$LOGS/mnist_nll-$row.log"
+done
+
+stage throughput 200 "$PY" throughput.py --steps 390 --reps 1 --elbo-epochs 0 \
+    --systems vaekit plain pythae --out throughput-gpu
