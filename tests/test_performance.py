@@ -28,21 +28,22 @@ def model_cfg(**kw):
 
 def test_precision_choice(monkeypatch):
     vae, hier = model_cfg(), model_cfg(kind="hierarchical", latent_dims=[4, 4])
-    assert perf.pick_precision("fp32", CPU, vae) is None
-    assert perf.pick_precision("bf16", CPU, vae) is torch.bfloat16
+    assert perf.pick_precision("fp32", CPU, vae, False) is None
+    assert perf.pick_precision("bf16", CPU, vae, False) is torch.bfloat16
     monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: False)
-    assert perf.pick_precision("auto", CPU, vae) is None
+    assert perf.pick_precision("auto", CPU, vae, False) is None
     monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: True)
-    assert perf.pick_precision("auto", CPU, vae) is torch.bfloat16
+    assert perf.pick_precision("auto", CPU, vae, False) is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert perf.pick_precision("auto", CUDA, vae) is torch.bfloat16
+    assert perf.pick_precision("auto", CUDA, vae, convolutional=True) is torch.bfloat16
+    assert perf.pick_precision("auto", CUDA, vae, convolutional=False) is None  # MLP: slower in bf16
     # densities computed inside networks (flows, hierarchical layers) stay fp32
-    assert perf.pick_precision("auto", CPU, hier) is None
-    assert perf.pick_precision("auto", CPU, model_cfg(posterior="iaf")) is None
+    assert perf.pick_precision("auto", CPU, hier, False) is None
+    assert perf.pick_precision("auto", CPU, model_cfg(posterior="iaf"), False) is None
     with pytest.raises(ConfigError, match="train.precision=fp32"):
-        perf.pick_precision("bf16", CPU, hier)
+        perf.pick_precision("bf16", CPU, hier, False)
     with pytest.raises(ConfigError, match="auto, fp32, bf16"):
-        perf.pick_precision("fp16", CPU, vae)
+        perf.pick_precision("fp16", CPU, vae, False)
 
 
 def test_compile_choice(monkeypatch):

@@ -52,8 +52,11 @@ def bf16_allowed(model: ModelConfig) -> bool:
     return model.kind == "vae" and model.posterior == "gaussian"
 
 
-def pick_precision(name: str, device: torch.device, model: ModelConfig) -> torch.dtype | None:
-    """The autocast dtype for ``train.precision`` (None = plain fp32)."""
+def pick_precision(
+    name: str, device: torch.device, model: ModelConfig, convolutional: bool
+) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` (None = plain fp32); ``convolutional``: the built
+    model has conv layers."""
     if name not in PRECISIONS:
         raise ConfigError(f"unknown train.precision {name!r}", f"use one of: {', '.join(PRECISIONS)}")
     if name == "fp32":
@@ -69,8 +72,9 @@ def pick_precision(name: str, device: torch.device, model: ModelConfig) -> torch
         return torch.bfloat16
     if not bf16_allowed(model):
         return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cuda":  # MLPs: fp32 (on an H200 bf16 autocast made mnist-mlp 17% slower: casts
+        # cost more than the small matmuls gain; benchmarks/results/throughput-gpu*.json)
+        return torch.bfloat16 if convolutional and torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     return None
@@ -140,7 +144,7 @@ def make_policy(
     convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
     return Policy(
         device=device,
-        amp_dtype=pick_precision(train.precision, device, model_cfg),
+        amp_dtype=pick_precision(train.precision, device, model_cfg, convolutional),
         compile=pick_compile(train.compile, device, total_steps),
         channels_last=convolutional and device.type == "cuda",
         fused_optimizer=fused_adam_supported(device),
