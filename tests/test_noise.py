@@ -4,6 +4,7 @@ normals it makes against their distributions."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -23,17 +24,29 @@ KNOWN_ANSWERS = [
 ]
 
 
+@pytest.mark.parametrize("words", [torch.tensor, np.uint64], ids=["torch", "numpy"])
 @pytest.mark.parametrize(("counter", "key", "expected"), KNOWN_ANSWERS)
-def test_philox4x32_matches_the_published_known_answers(counter, key, expected):
-    out = philox4x32(tuple(torch.tensor(c) for c in counter), key[0] | key[1] << 32)
+def test_philox4x32_matches_the_published_known_answers(counter, key, expected, words):
+    out = philox4x32(tuple(words(c) for c in counter), key[0] | key[1] << 32)
     assert tuple(int(w) for w in out) == expected
 
 
 @settings(max_examples=300, deadline=None)
 @given(a=WORD, m=WORD)
 def test_mulhilo_is_the_exact_64_bit_product(a, m):
-    hi, lo = _mulhilo(torch.tensor([a]), m)
-    assert (int(hi), int(lo)) == divmod(a * m, 2**32)
+    for words in (torch.tensor([a]), np.array([a], dtype=np.uint64)):  # wrapping int64, exact uint64
+        hi, lo = _mulhilo(words, m)
+        assert (int(hi[0]), int(lo[0])) == divmod(a * m, 2**32)
+
+
+def test_numpy_and_torch_give_the_same_words():
+    grid = [np.arange(n, dtype=np.uint64).reshape(shape) for n, shape in ((3, (3, 1, 1)), (4, (1, 4, 1)))]
+    counter = (np.arange(5, dtype=np.uint64), *grid, np.uint64(2**32 - 1))
+    key = 0xDEADBEEF12345678
+    a = philox4x32(counter, key)
+    b = philox4x32(tuple(torch.from_numpy(np.asarray(c).astype(np.int64)) for c in counter), key)
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.astype(np.int64), y.numpy())
 
 
 def _draws(normal: bool, n_examples: int = 50, k: int = 400, m: int = 10) -> torch.Tensor:
@@ -70,7 +83,7 @@ def test_a_chunk_of_samples_or_examples_gets_the_same_numbers_as_the_whole():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_the_gpu_draws_the_same_numbers_as_the_cpu():
+def test_the_gpu_draws_the_same_numbers_as_the_cpu():  # torch's words there, numpy's here
     cpu = counter_uniforms(5, 1, range(8), 0, 64, 9, False, torch.device("cpu"))
     gpu = counter_uniforms(5, 1, range(8), 0, 64, 9, False, torch.device("cuda"))
     assert torch.equal(cpu, gpu.cpu())

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -42,18 +43,24 @@ _PHILOX_M = (0xD2511F53, 0xCD9E8D57)  # Philox4x32 round multipliers
 _PHILOX_W = (0x9E3779B9, 0xBB67AE85)  # key schedule increments (golden ratio, sqrt(3) - 1)
 
 
-def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """High and low 32-bit words of a * m, for 32-bit words a (int64) and a 32-bit constant m. The product
-    is < 2^64: int64 multiplication wraps modulo 2^64 (two's complement, on CPU and GPU), so its bits are
-    the exact unsigned product's (tests/test_noise.py checks this against exact integers)."""
+Words = Any  # int64 torch tensors or uint64 numpy arrays of 32-bit words: the same operators serve both
+
+
+def _mulhilo(a: Words, m: int) -> tuple[Words, Words]:
+    """High and low 32-bit words of a * m, for 32-bit words a and a 32-bit constant m. The product is
+    < 2^64: numpy's uint64 holds it exactly, and torch's int64 multiplication wraps modulo 2^64 (two's
+    complement, on CPU and GPU), so its bits are the exact product's (tests/test_noise.py checks both)."""
     p = a * m
     return (p >> 32) & _MASK, p & _MASK
 
 
-def philox4x32(counter: tuple[torch.Tensor, ...], key: int) -> tuple[torch.Tensor, ...]:
-    """Philox4x32-10 of the 128-bit counter (four int64 tensors of 32-bit words, broadcast together)
-    under the 64-bit key: four tensors of 32-bit words, uniformly random as a function of the counter."""
-    c0, c1, c2, c3 = torch.broadcast_tensors(*counter)
+def philox4x32(counter: tuple[Words, ...], key: int) -> tuple[Words, ...]:
+    """Philox4x32-10 of the 128-bit counter (four arrays of 32-bit words, broadcast together) under the
+    64-bit key: four arrays of 32-bit words, uniformly random as a function of the counter."""
+    if isinstance(counter[0], torch.Tensor):
+        c0, c1, c2, c3 = torch.broadcast_tensors(*counter)
+    else:
+        c0, c1, c2, c3 = np.broadcast_arrays(*counter)
     k0, k1 = key & _MASK, (key >> 32) & _MASK
     for r in range(10):
         if r:
@@ -62,6 +69,21 @@ def philox4x32(counter: tuple[torch.Tensor, ...], key: int) -> tuple[torch.Tenso
         hi1, lo1 = _mulhilo(c2, _PHILOX_M[1])
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
+
+
+def _philox_words(key: int, draw: int, ids: range, start: int, k: int, blocks: int,
+                  device: torch.device) -> torch.Tensor:
+    """[k, len(ids), blocks, 4] int64 words for counters (block, sample, example, draw), on ``device``.
+    On a CPU numpy computes them: its ufuncs on these small arrays cost a third of torch's per call."""
+    if device.type == "cpu":
+        as_words = {"dtype": np.uint64}
+        counter = (np.arange(blocks, **as_words), np.arange(start, start + k, **as_words).reshape(k, 1, 1),
+                   np.arange(ids.start, ids.stop, **as_words).reshape(1, -1, 1), np.uint64(draw))
+        return torch.from_numpy(np.stack(philox4x32(counter, key), -1).astype(np.int64))
+    as_long = {"dtype": torch.long, "device": device}
+    counter = (torch.arange(blocks, **as_long), torch.arange(start, start + k, **as_long).view(k, 1, 1),
+               torch.arange(ids.start, ids.stop, **as_long).view(1, -1, 1), torch.tensor(draw, **as_long))
+    return torch.stack(philox4x32(counter, key), -1)
 
 
 def _unit(w: torch.Tensor) -> torch.Tensor:
@@ -75,11 +97,8 @@ def counter_uniforms(key: int, draw: int, ids: range, start: int, k: int, m: int
     (0, 1), or float32 standard normals. Each Philox block (4 words) gives four numbers of one (example,
     sample); normals by Box-Muller, r = sqrt(-2 ln u1), angle 2 pi u2, from pairs of words (|z| < 6.7:
     the 32-bit u1 leaves out a tail of probability 2^-32 per pair)."""
-    as_long = {"dtype": torch.long, "device": device}
     blocks = math.ceil(m / 4)
-    counter = (torch.arange(blocks, **as_long), torch.arange(start, start + k, **as_long).view(k, 1, 1),
-               torch.arange(ids.start, ids.stop, **as_long).view(1, -1, 1), torch.tensor(draw, **as_long))
-    words = torch.stack(philox4x32(counter, key), -1)  # [k, B, blocks, 4]
+    words = _philox_words(key, draw, ids, start, k, blocks, device)
     if normal:
         r = torch.sqrt(-2.0 * torch.log(_unit(words[..., 0::2]))).float()
         theta = words[..., 1::2].float() * (2 * math.pi * 2.0**-32)
