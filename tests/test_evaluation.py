@@ -198,6 +198,28 @@ def test_chunk_invariance_with_uniform_draws_and_a_real_vae():
     assert (a - b).abs().max() < 1e-4  # float32 forward: only rounding differs
 
 
+@pytest.mark.parametrize(("k", "n", "probe"), [(5000, 100, (6, 5000)), (50, 10_000, (655, 50)),
+                                             (40_000, 3, (1, 32768)), (1, 10, (10, 1))])
+def test_gpu_chunks_fill_a_share_of_free_memory_measured_on_a_full_size_probe(monkeypatch, k, n, probe):
+    """The arithmetic of gpu_rows, with the GPU's memory counters faked: a probe of about 32,768 rows
+    (fewer only when the data has fewer), 40 KB a row, 4 GB free -> a quarter of 4 GB at 40 KB a row,
+    but never fewer rows than the probe had."""
+    from vaekit.evaluation import likelihood as lk
+
+    calls = []
+    monkeypatch.setattr(lk, "_forward", lambda m, xb, yb, first, start, kk, seed, dev: calls.append(
+        (xb.shape[0], kk)))
+    for name in ("synchronize", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10**9)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 10**9 + 40960 * math.prod(
+        calls[-1]))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 2**30, 8 * 2**30))
+    rows = lk.gpu_rows(nn.Linear(1, 1), torch.zeros(n, 1), None, k, 0, torch.device("cuda"))
+    assert calls == [probe]
+    assert rows == max(math.prod(probe), 2**30 // 40960)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_the_gpu_estimate_equals_the_cpu_estimate_with_its_own_chunk_sizes():
     from vaekit.config import ModelConfig

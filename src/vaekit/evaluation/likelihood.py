@@ -94,15 +94,18 @@ def _forward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, first:
 def gpu_rows(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, k: int, seed: int,
              device: torch.device) -> int:
     """Rows per forward call that fill about GPU_MEMORY_SHARE of the GPU's free memory, from the peak
-    memory of one probe call (one example, up to ROWS_PER_CALL["cuda"] samples; its result is dropped)."""
-    probe = min(k, ROWS_PER_CALL["cuda"])
+    memory of one probe call of about ROWS_PER_CALL["cuda"] rows (examples of ``xb`` x up to K samples;
+    its result is dropped)."""
+    samples = min(k, ROWS_PER_CALL["cuda"])
+    examples = min(xb.shape[0], max(1, ROWS_PER_CALL["cuda"] // samples))
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    _forward(model, xb[:1], None if yb is None else yb[:1], 0, 0, probe, seed, [device])
-    per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / probe)
+    _forward(model, xb[:examples], None if yb is None else yb[:examples], 0, 0, samples, seed, [device])
+    rows = examples * samples
+    per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / rows)
     free, _ = torch.cuda.mem_get_info(device)
-    return int(min(GPU_MAX_ROWS, max(probe, GPU_MEMORY_SHARE * free / per_row)))
+    return int(min(GPU_MAX_ROWS, max(rows, GPU_MEMORY_SHARE * free / per_row)))
 
 
 @torch.no_grad()
@@ -134,7 +137,9 @@ def importance_sample(
     try:
         sizes = chunk_sizes(k, batch_size, sample_chunk, ROWS_PER_CALL["cpu"])  # also checks the sizes
         if devices and n and (batch_size is None or sample_chunk is None):
-            fill = gpu_rows(model, x[:1].to(device), None if y is None else y[:1].to(device), k, seed, device)
+            head = slice(0, ROWS_PER_CALL["cuda"])  # the probe's examples (at most this many)
+            fill = gpu_rows(model, x[head].to(device), None if y is None else y[head].to(device), k, seed,
+                            device)
             sizes = chunk_sizes(k, batch_size, sample_chunk, fill)
         batch_size, chunk = sizes
         for first in range(0, n, batch_size):
