@@ -59,3 +59,10 @@ def require_mnist() -> Path:
         sys.exit(f"real MNIST not found at {MNIST_NPZ}: this benchmark needs ../shared/data/mnist.npz "
                  "(or VAEKIT_MNIST_NPZ=path/to/mnist.npz)")
     return MNIST_NPZ
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """Config overrides from ``KEY=VALUE`` strings (a benchmark's ``--set``), values parsed as in YAML."""
+    from vaekit.config import parse_value
+
+    return {key: parse_value(value) for key, value in (kv.split("=", 1) for kv in pairs)}

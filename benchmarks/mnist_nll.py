@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import RESULTS, require_mnist, save_result
+from _common import RESULTS, parse_settings, require_mnist, save_result
 
 import vaekit
-from vaekit.config import make_config, parse_value
+from vaekit.config import make_config
 from vaekit.data import DataSet, load_dataset
 from vaekit.data.base import Split
 from vaekit.data.transforms import eval_view
@@ -41,6 +41,7 @@ from vaekit.evaluation.likelihood import ROWS_PER_CALL
 from vaekit.models import build_model
 from vaekit.objectives import iwae_bound
 from vaekit.report import record_evaluation, render_report
+from vaekit.training.trainer import read_metrics
 
 PAPER_EPOCHS = 3280
 SPEED_ONLY = {"train.threads"}  # settings that change a row's speed, not its numbers (--reuse ignores them)
@@ -80,13 +81,12 @@ def subset(data: DataSet, n: int) -> DataSet:
 
 
 def config_overrides(row: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    extra = {key: parse_value(value) for key, value in (kv.split("=", 1) for kv in args.set)}
     return {
         "data.name": f"npz:{require_mnist()}", "data.binarize": "dynamic",
         "data.binarize_seed": BINARIZE_SEED, "model.likelihood": "bernoulli", **row["arch"],
         **row["objective"], "train.epochs": args.epochs, "train.batch_size": args.batch_size,
         "train.lr": args.lr, "train.seed": args.seed, "train.threads": args.threads,
-        "train.device": args.device, "train.max_minutes": args.max_minutes, **extra,
+        "train.device": args.device, "train.max_minutes": args.max_minutes, **parse_settings(args.set),
     }
 
 
@@ -126,7 +126,7 @@ def finished_row(
     finished with the same settings (the row's config overrides), epochs, K and test set, else None."""
     try:
         res = json.loads((out / "evaluation.json").read_text())["test"]
-        epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        epochs = read_metrics(out / "metrics.jsonl")
         cfg = json.loads((out / "config.json").read_text())
     except (OSError, KeyError, ValueError):
         return None
@@ -163,7 +163,7 @@ def run_row(name: str, row: dict[str, Any], data: DataSet, args: argparse.Namesp
         record_evaluation(out, "test", res)
         save_evaluation_plots(out, res)
         render_report(out)
-    trained = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = read_metrics(out / "metrics.jsonl")
     return {
         "row": name, "model": row["label"], "status": "done", "epochs": len(trained),
         "test_nll": res["nll"], "test_nll_sem": res["nll_sem"], "test_elbo": res["elbo"],

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from _common import require_mnist, save_result
+from _common import parse_settings, require_mnist, save_result
 
 SYSTEMS = ("vaekit", "vaekit-compiled", "plain", "pythae")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,9 +70,9 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
                settings: list[str]) -> dict[str, Any]:
     """The real Trainer loop; epoch times are its own ``train_time_s`` (the step loop alone).
     ``settings``: extra KEY=VALUE config overrides (e.g. train.precision=fp32)."""
-    from vaekit.config import make_config, parse_value
+    from vaekit.config import make_config
     from vaekit.data import DataSet, Split
-    from vaekit.training.trainer import Trainer
+    from vaekit.training.trainer import Trainer, read_metrics
 
     class Timed(Trainer):
         def finish(self) -> None:  # the loop is what is timed; record the peak, skip the pictures
@@ -87,12 +87,12 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
     overrides = {"train.epochs": epochs, "train.progress": False, "data.binarize": "dynamic"}
     if compiled:
         overrides["train.compile"] = "on"
-    overrides |= {key: parse_value(value) for key, value in (kv.split("=", 1) for kv in settings)}
+    overrides |= parse_settings(settings)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         trainer = Timed(make_config(preset=MODELS[model], overrides=overrides), run, data=data)
         trainer.fit()
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = read_metrics(run / "metrics.jsonl")
         test = json.loads((run / "evaluation.json").read_text())["test"]["elbo"] if elbo else None
     return {"epoch_seconds": [r["train_time_s"] for r in records], "peak_mem_mb": trainer.peak,
             "policy": trainer.policy.describe(), "test_elbo": test}

@@ -6,8 +6,9 @@ A model draws its own noise inside ``model(x, y, k)``, one tensor for a whole [k
 global generator, so different chunk sizes would hand each example different numbers. Inside
 ``CounterNoise`` every standard-normal or uniform draw laid out [k, B, ...] or [k*B, ...] (sample-major,
 as in ``Terms``) is replaced by numbers from the counter-based generator Philox4x32-10 (Salmon et al.
-2011), computed with torch integer ops on the draw's own device (no host round trip on a GPU): key =
-seed, counter = (word block p, sample j, example i, draw number n of the forward call). Normals come from
+2011), computed on the draw's own device (torch integer ops on a GPU, so no host round trip; numpy on a
+CPU, whose ufuncs cost less per call), the same numbers on both: key = seed, counter = (word block p,
+sample j, example i, draw number n of the forward call). Normals come from
 the uniforms by Box-Muller. Any other random draw (another layout, another distribution, an explicit
 generator) keeps torch's generator and clears ``replaced``.
 """
@@ -75,15 +76,13 @@ def _philox_words(key: int, draw: int, ids: range, start: int, k: int, blocks: i
                   device: torch.device) -> torch.Tensor:
     """[k, len(ids), blocks, 4] int64 words for counters (block, sample, example, draw), on ``device``.
     On a CPU numpy computes them: its ufuncs on these small arrays cost a third of torch's per call."""
+    word = np.uint64
+    counter = (np.arange(blocks, dtype=word), np.arange(start, start + k, dtype=word).reshape(k, 1, 1),
+               np.arange(ids.start, ids.stop, dtype=word).reshape(1, -1, 1), word(draw))
     if device.type == "cpu":
-        as_words = {"dtype": np.uint64}
-        counter = (np.arange(blocks, **as_words), np.arange(start, start + k, **as_words).reshape(k, 1, 1),
-                   np.arange(ids.start, ids.stop, **as_words).reshape(1, -1, 1), np.uint64(draw))
         return torch.from_numpy(np.stack(philox4x32(counter, key), -1).astype(np.int64))
-    as_long = {"dtype": torch.long, "device": device}
-    counter = (torch.arange(blocks, **as_long), torch.arange(start, start + k, **as_long).view(k, 1, 1),
-               torch.arange(ids.start, ids.stop, **as_long).view(1, -1, 1), torch.tensor(draw, **as_long))
-    return torch.stack(philox4x32(counter, key), -1)
+    on_device = tuple(torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in counter)
+    return torch.stack(philox4x32(on_device, key), -1)
 
 
 def _unit(w: torch.Tensor) -> torch.Tensor:
