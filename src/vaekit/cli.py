@@ -166,6 +166,11 @@ def cmd_resume(ns: argparse.Namespace) -> int:
 
     trainer = Trainer.resume(ns.run_dir)
     st = trainer.state
+    if trainer.complete:
+        how = "stopped early" if trainer.stopped_early else "all epochs done"
+        print(f"{ns.run_dir} is already complete ({st.epoch} of {trainer.cfg.train.epochs} epochs, {how}): "
+              "nothing to resume, no file changed", file=sys.stderr)
+        return 0
     print(f"Resuming {ns.run_dir} at epoch {st.epoch + 1}/{trainer.cfg.train.epochs}, batch {st.batch}, "
           f"step {st.step}", file=sys.stderr)
     trainer.fit()

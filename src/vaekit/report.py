@@ -68,10 +68,11 @@ def read_metrics_safe(path: Path) -> list[dict[str, Any]]:
 
 
 def record_evaluation(out: Path, split: str, metrics: dict[str, Any]) -> None:
-    """Merge one split's numbers into evaluation.json (the report reads it)."""
+    """Merge one split's numbers into evaluation.json (the report reads it): keys already there and
+    not in ``metrics`` (e.g. the NLL and IWAE bounds 'vaekit evaluate' added) are kept."""
     path = Path(out) / EVALUATION
     doc = json.loads(path.read_text()) if path.is_file() else {}
-    doc[split] = metrics
+    doc[split] = {**doc.get(split, {}), **metrics}
     atomic_write_text(path, json.dumps(doc, indent=2))
 
 

@@ -12,7 +12,7 @@ import torch
 
 from vaekit.config import Config
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.training.checkpoint import FORMAT_VERSION, atomic_write_text, load_tensors, save_tensors
+from vaekit.training.checkpoint import FORMAT_VERSION, atomic_write_text, is_stale_temp, load_tensors, save_tensors
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -48,12 +48,24 @@ def write_config(run_dir: Path, cfg: Config, info: DataInfo) -> None:
     atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2))
 
 
+def holds_no_run(run: Path) -> bool:
+    """The folder is empty but for temp files a killed vaekit write left: what a run killed before
+    it wrote config.json leaves (train may use it without --overwrite)."""
+    return all(is_stale_temp(p) for p in Path(run).iterdir())
+
+
 def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
     """Read and check a run folder's config.json."""
     run = Path(run_dir)
     path = run / CONFIG
     if not run.is_dir():
         raise CheckpointError(f"run folder {str(run)!r} does not exist", "check the path")
+    if not path.is_file() and holds_no_run(run):
+        raise CheckpointError(
+            f"{str(run)!r} holds no run yet (training stopped before it wrote {CONFIG}): there is "
+            "nothing to resume or load",
+            f"start the run again with 'vaekit train ... --out {run}' (no --overwrite needed)",
+        )
     if not path.is_file():
         raise CheckpointError(
             f"{str(run)!r} is not a vaekit run folder (no {CONFIG})",

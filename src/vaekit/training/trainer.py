@@ -186,6 +186,8 @@ class Trainer:
         """Refuse to mix runs in one folder; --overwrite removes only files vaekit wrote."""
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {str(self.out)!r} is a file", "choose a folder path")
+        if self.out.is_dir() and rd.holds_no_run(self.out):  # a run killed before its config.json
+            remove_stale_temps(self.out)
         if self.out.is_dir() and any(self.out.iterdir()):
             if not overwrite:
                 what = "a vaekit run" if (self.out / rd.CONFIG).exists() else "other files"
@@ -234,18 +236,51 @@ class Trainer:
     @classmethod
     def resume(cls, out: str | Path, data: DataSet | None = None) -> Trainer:
         """Rebuild a trainer from a run folder's config and latest checkpoint. A run killed before
-        its first checkpoint starts from the beginning (the same seed gives the same run)."""
+        its first checkpoint (nothing trained yet) starts from the beginning (the same seed gives
+        the same run); a folder that holds a trained model but no usable checkpoint is refused, so
+        a resume never silently retrains over a model and its metrics."""
         cfg, _ = rd.read_config(out)
-        refuse_outside_links(Path(out))
-        remove_stale_temps(Path(out))
+        run = Path(out)
+        refuse_outside_links(run)
+        ckpt = run / rd.CHECKPOINT
+        if ckpt.exists() and not ckpt.is_file():
+            raise CheckpointError(
+                f"{ckpt} is not a regular file, so the run cannot continue from it",
+                f"put the run's checkpoint file back, or start again with 'vaekit train --config "
+                f"{run / rd.CONFIG} --out NEW_DIR' (the files in {run} are kept)",
+            )
+        trained = [name for name in (rd.MODEL, rd.METRICS) if (run / name).exists()]
+        if not ckpt.exists() and trained:
+            raise CheckpointError(
+                f"{run} holds a trained run ({', '.join(trained)}) but no {rd.CHECKPOINT}, so it "
+                "cannot continue where it stopped",
+                f"restore {rd.CHECKPOINT} (e.g. from a backup), or train again with 'vaekit train "
+                f"--config {run / rd.CONFIG} --out NEW_DIR' (the files in {run} are kept)",
+            )
+        remove_stale_temps(run)
         trainer = cls(cfg, out, data=data, _resuming=True)
-        if (trainer.out / rd.CHECKPOINT).is_file():
+        if ckpt.is_file():
             trainer.load_checkpoint()
         else:
             print(f"{out} has no checkpoint yet: starting from the beginning", file=sys.stderr)
         if trainer.world.main:
             trainer._trim_metrics()
         return trainer
+
+    @property
+    def stopped_early(self) -> bool:
+        """Early stopping ended the run (train.early_stop_patience epochs without improvement)."""
+        patience = self.cfg.train.early_stop_patience
+        return bool(patience) and self.state.bad_epochs >= patience
+
+    @property
+    def complete(self) -> bool:
+        """The run is finished (all epochs, or stopped early) and its final files are written.
+
+        A run stopped by train.max_minutes, Ctrl-C or a kill is not complete: it continues on resume.
+        """
+        done = self.state.batch == 0 and (self.state.epoch >= self.cfg.train.epochs or self.stopped_early)
+        return done and (self.out / rd.MODEL).is_file() and (self.out / rd.REPORT).is_file()
 
     def load_checkpoint(self) -> None:
         """Restore model, optimizer, training state and RNG from the run's checkpoint."""
@@ -266,11 +301,25 @@ class Trainer:
             ) from None
 
     def _trim_metrics(self) -> None:
-        """Drop metric lines written after the checkpoint we resume from."""
+        """Drop the metric line of an epoch whose checkpoint was never written (a kill between the
+        two). The file is rewritten only when there is such a line; metrics further ahead of the
+        checkpoint mean the checkpoint is not this run's latest, and the run is refused untouched."""
         path = self.out / rd.METRICS
-        if path.is_file():
-            keep = [r for r in read_metrics(path) if r["epoch"] <= self.state.epoch]
-            rd.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+        if not path.is_file():
+            return
+        records = read_metrics(path)
+        ahead = sorted({r["epoch"] for r in records if r["epoch"] > self.state.epoch})
+        if not ahead:
+            return
+        if ahead != [self.state.epoch + 1]:
+            raise CheckpointError(
+                f"{path} records epochs up to {ahead[-1]} but {rd.CHECKPOINT} is at epoch {self.state.epoch}: "
+                "the checkpoint is older than the metrics",
+                f"restore the run's latest {rd.CHECKPOINT}, or train again with 'vaekit train --config "
+                f"{self.out / rd.CONFIG} --out NEW_DIR' (the files in {self.out} are kept)",
+            )
+        keep = [r for r in records if r["epoch"] <= self.state.epoch]
+        rd.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def save_checkpoint(self) -> bool:
         """Write model, optimizer, training state and RNG atomically. Writes nothing and returns
@@ -325,6 +374,9 @@ class Trainer:
         Ctrl-C stops after the current step and saves a checkpoint (twice: stops at once, keeping
         the last checkpoint); a full disk stops with the previous checkpoint intact.
         """
+        if self.complete:  # nothing to do: a finished run's files are left exactly as they are
+            records = read_metrics(self.out / rd.METRICS) if (self.out / rd.METRICS).is_file() else []
+            return records[-1] if records else {}
         try:
             with self.interrupt, flush_denormals(self.device):
                 return self._fit()
