@@ -90,9 +90,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def is_stale_temp(path: Path) -> bool:
+    """A temporary file that an atomic write of a killed process left behind."""
+    return bool(_TEMP.match(path.name)) and path.is_file()
+
+
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Delete temporary files that a killed process left behind in ``folder``; return them."""
-    stale = [p for p in Path(folder).iterdir() if _TEMP.match(p.name) and p.is_file()]
+    stale = [p for p in Path(folder).iterdir() if is_stale_temp(p)]
     for p in stale:
         p.unlink()
     return stale
@@ -125,9 +130,23 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
                 f"{path.name} is kept",
                 "training diverged: lower train.lr, set train.grad_clip, or check the data",
             )
-    fields = {"format_version": str(FORMAT_VERSION), "meta": json.dumps(meta or {})}
+    fields = {"format_version": str(FORMAT_VERSION), "meta": json.dumps(meta or {}, sort_keys=True)}
     header = {**fields, "sha256": _digest(flat, fields)}
-    atomic_write_bytes(path, st_save(flat, metadata=header))
+    atomic_write_bytes(path, _with_sorted_metadata(st_save(flat), header))
+
+
+def _with_sorted_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+    """A safetensors file with ``metadata`` added under sorted keys. safetensors writes its metadata
+    from a hash map, whose order changes from one process to the next; this makes the same tensors
+    and metadata always the same bytes. The tensor offsets count from the end of the header, so
+    only the header changes."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header.pop("__metadata__", None)
+    text = json.dumps({"__metadata__": dict(sorted(metadata.items())), **header}, separators=(",", ":"))
+    text += " " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
+    raw = text.encode()
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
 
 
 def _corrupt(path: Path, what: str) -> CheckpointError:
