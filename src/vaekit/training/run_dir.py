@@ -12,7 +12,13 @@ import torch
 
 from vaekit.config import Config
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.training.checkpoint import FORMAT_VERSION, atomic_write_text, is_stale_temp, load_tensors, save_tensors
+from vaekit.training.checkpoint import (
+    FORMAT_VERSION,
+    atomic_write_text,
+    is_stale_temp,
+    load_tensors,
+    save_tensors,
+)
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"

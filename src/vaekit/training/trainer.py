@@ -313,8 +313,8 @@ class Trainer:
             return
         if ahead != [self.state.epoch + 1]:
             raise CheckpointError(
-                f"{path} records epochs up to {ahead[-1]} but {rd.CHECKPOINT} is at epoch {self.state.epoch}: "
-                "the checkpoint is older than the metrics",
+                f"{path} records epochs up to {ahead[-1]} but {rd.CHECKPOINT} is at epoch "
+                f"{self.state.epoch}: the checkpoint is older than the metrics",
                 f"restore the run's latest {rd.CHECKPOINT}, or train again with 'vaekit train --config "
                 f"{self.out / rd.CONFIG} --out NEW_DIR' (the files in {self.out} are kept)",
             )
