@@ -68,8 +68,8 @@ def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
         raise CheckpointError(f"run folder {str(run)!r} does not exist", "check the path")
     if not path.is_file() and holds_no_run(run):
         raise CheckpointError(
-            f"{str(run)!r} holds no run yet (training stopped before it wrote {CONFIG}): there is "
-            "nothing to resume or load",
+            f"{str(run)!r} is not a vaekit run folder yet: it holds no {CONFIG} and no other file (as a "
+            f"run stopped before it wrote {CONFIG} leaves it), so there is nothing to resume or load",
             f"start the run again with 'vaekit train ... --out {run}' (no --overwrite needed)",
         )
     if not path.is_file():
