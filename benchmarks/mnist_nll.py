@@ -143,7 +143,7 @@ def finished_row(
             node = node.get(part) if isinstance(node, dict) else None
         if node != value:
             return None
-    return res, sum(r["train_time_s"] for r in epochs), res["seconds"]
+    return res, sum(r["train_time_s"] for r in epochs), res.get("wall_seconds", res.get("seconds"))
 
 
 def run_row(name: str, row: dict[str, Any], data: DataSet, args: argparse.Namespace) -> dict[str, Any]:

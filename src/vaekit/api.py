@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vaekit.config import Config, make_config, set_dotted
+from vaekit.config import DEFAULT_PRESET, Config, make_config, set_dotted
 from vaekit.data import DataSet, load_dataset
 from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_model, save_evaluation_plots
@@ -35,8 +35,9 @@ def train(
 ) -> VAE:
     """Train a VAE into run folder ``out`` and return it (eval mode).
 
-    ``config`` is a Config or a YAML/JSON file, ``preset`` a name from ``configs/``; ``overrides``
-    are dotted keys (``**{"model.latent_dim": 8}``); ``data`` a spec string or a ready DataSet.
+    ``config`` is a Config or a YAML/JSON file, ``preset`` a name from ``configs/`` (with neither,
+    the default preset ``digits-mlp``); ``overrides`` are dotted keys (``**{"model.latent_dim": 8}``);
+    ``data`` a spec string or a ready DataSet.
     """
     if isinstance(config, Config):
         d = config.to_dict()
@@ -44,7 +45,7 @@ def train(
             set_dotted(d, k, v)
         cfg = Config.from_dict(d)
     else:
-        cfg = make_config(config, preset, overrides)
+        cfg = make_config(config, preset or (None if config else DEFAULT_PRESET), overrides)
     if isinstance(data, str):
         cfg.data.name = data
         data = None
@@ -76,6 +77,7 @@ def evaluate(
     sample_chunk: int | None = None,
     device: str = "auto",
     progress: bool = False,
+    examples: int | None = None,
 ) -> dict[str, Any]:
     """ELBO, recon, KL, importance-sampled NLL (``nll_samples`` = K), bits/dim, IWAE bounds, active units
     and KL per dimension on a split, in nats per example (``vaekit.evaluation.evaluate_model``).
@@ -83,10 +85,18 @@ def evaluate(
     Recorded into the run's evaluation.json and report with two figures (evaluation-iwae.png,
     evaluation-kl.png). ``batch_size`` examples x ``sample_chunk`` samples go through one forward call
     (by default about 1024 rows on a CPU); the same seed gives the same numbers for any chunk sizes.
+    ``examples``: evaluate only the first N examples of the split (recorded as ``n``).
     """
+    if examples is not None and examples < 1:
+        from vaekit.errors import ConfigError
+
+        raise ConfigError(f"--examples must be at least 1, got {examples}",
+                          "give a positive number of examples")
     cfg, info = rd.read_config(run_dir)
     model = load(run_dir, pick_device(device))
     x, y = load_split(run_dir, split)
+    if examples is not None:
+        x, y = x[:examples], None if y is None else y[:examples]
     levels = 2 if cfg.data.binarize != "none" else info.levels
     res = {"split": split, **evaluate_model(
         model, x, y, nll_samples, batch_size, sample_chunk, seed, levels, progress

@@ -39,23 +39,29 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         default = cls()
         for f in dataclasses.fields(cls):
             key = f"{sec.name}.{f.name}"
-            text = helps.get(f.name, "")
+            value = getattr(default, f.name)
+            shown = "" if value is None else f" (default: {value})"
             group.add_argument(
-                f"--{key}",
-                dest=key,
-                default=argparse.SUPPRESS,
-                metavar="V",
-                help=f"{text} (default: {getattr(default, f.name)})".strip(),
+                f"--{key}", dest=key, default=argparse.SUPPRESS, metavar="V", help=helps[f.name] + shown
             )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except where there is none to show (required, None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or any(action.default is d for d in (None, False, argparse.SUPPRESS)):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from vaekit.config import presets
+    from vaekit.config import DEFAULT_PRESET, presets
 
     p = argparse.ArgumentParser(
         prog="vaekit",
         description="Train, evaluate and use variational autoencoders.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,27 +70,36 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a VAE into a run folder",
         description="Train a VAE. Options are the preset/config file's values overridden by "
-        "dotted keys, e.g. --data mnist --model.latent_dim 16 --train.epochs 5.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "dotted keys, e.g. --data mnist --model.latent_dim 16 --train.epochs 5. With neither "
+        f"--preset nor --config the default preset {DEFAULT_PRESET} is used.",
+        formatter_class=_HelpFormatter,
     )
     src = t.add_mutually_exclusive_group()
     src.add_argument("--config", help="YAML/JSON config file (a run's config.json works too)")
-    src.add_argument("--preset", help=f"a ready config: {', '.join(presets())}")
-    t.add_argument("--out", required=True, help="run folder to create")
+    src.add_argument("--preset", help=f"a ready config (default: {DEFAULT_PRESET}): {', '.join(presets())}")
+    t.add_argument("--out", help="run folder to create (required unless --print-config)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (preset/file + overrides) as JSON and exit")
     t.add_argument("--data", dest="data.name", default=argparse.SUPPRESS, metavar="SPEC",
                    help="short for --data.name")
     _add_config_options(t)
 
-    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    r.add_argument("run_dir")
+    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint",
+                       description="Continue an interrupted run exactly where its last checkpoint "
+                       "stopped (bitwise on CPU); a complete run is left as it is.",
+                       formatter_class=_HelpFormatter)
+    r.add_argument("run_dir", help="the run folder given as --out to 'vaekit train'")
 
     e = sub.add_parser("evaluate", help="ELBO, importance-sampled NLL, bits/dim, IWAE bounds, latent use",
                        description="Evaluate a run on a split (nats per example); the numbers go into "
                        "the run's evaluation.json and report.md with two figures.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("run_dir")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+                       formatter_class=_HelpFormatter)
+    e.add_argument("run_dir", help="the run folder to evaluate")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                   help="the split to evaluate")
+    e.add_argument("--examples", type=int, default=None, metavar="N",
+                   help="evaluate only the first N examples of the split (default: all)")
     e.add_argument("--nll-samples", type=int, default=1000, metavar="K",
                    help="importance samples per example for -log p(x) (5000 to compare with papers)")
     e.add_argument("--batch-size", type=int, default=None,
@@ -97,38 +112,49 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("sample", help="draw samples from the model's prior",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("run_dir")
+                       description="Draw samples z ~ p(z) and decode them: a .png grid (images) or a "
+                       ".npy array.", formatter_class=_HelpFormatter)
+    s.add_argument("run_dir", help="the trained run folder")
     s.add_argument("-n", type=int, default=64, help="number of samples")
-    s.add_argument("-o", "--output", required=True, help=".png grid or .npy array")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
+    s.add_argument("--seed", type=int, default=0, help="seed of the prior draws (same seed, same samples)")
     s.add_argument("--label", type=int, default=None, help="class to sample (conditional models)")
     s.add_argument("--draw", action="store_true",
                    help="draw x ~ p(x|z) instead of the likelihood mean")
 
     c = sub.add_parser("reconstruct", help="write originals next to their reconstructions",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("run_dir")
-    c.add_argument("-o", "--output", required=True, help=".png grid or .npy array")
+                       description="Encode the first N examples of a split and decode their posterior "
+                       "means: a .png with originals and reconstructions in alternate rows, or a .npy "
+                       "array [N, 2, ...].", formatter_class=_HelpFormatter)
+    c.add_argument("run_dir", help="the trained run folder")
+    c.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
     c.add_argument("-n", type=int, default=32, help="number of examples")
-    c.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    c.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                   help="the split the examples come from")
 
     n = sub.add_parser("encode", help="posterior means, one row per example, as .npy",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    n.add_argument("run_dir")
+                       description="Write the posterior means E_q[z|x] of a split, one row per example, "
+                       "as a .npy array (embeddings).", formatter_class=_HelpFormatter)
+    n.add_argument("run_dir", help="the trained run folder")
     n.add_argument("--data", default=None, help="data spec (default: the run's data set)")
-    n.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    n.add_argument("-o", "--output", required=True, help=".npy file")
-    n.add_argument("--batch-size", type=int, default=1000)
+    n.add_argument("--split", default="test", choices=["train", "valid", "test"], help="the split to encode")
+    n.add_argument("-o", "--output", required=True, help=".npy file to write")
+    n.add_argument("--batch-size", type=int, default=1000, help="examples per forward call")
 
     v = sub.add_parser("serve", help="open the latent-space explorer web page for a run",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    v.add_argument("run_dir")
+                       description="Serve the latent-space explorer of a run: a web page with a map of "
+                       "the latent space, sliders, interpolations and uploads, and its JSON API.",
+                       formatter_class=_HelpFormatter)
+    v.add_argument("run_dir", help="the trained run folder")
     v.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 exposes it to the network)")
     v.add_argument("--port", type=int, default=8000, help="port to listen on")
     v.add_argument("--projection", default="auto", choices=["auto", "pca", "umap"],
                    help="2-D map of a latent with more than 2 dimensions (auto: UMAP if installed, else PCA)")
+
+    sub.add_parser("presets", help="list the ready configs, one line each",
+                   description="List the presets (--preset NAME) with what each trains.",
+                   formatter_class=_HelpFormatter)
     for command in sub.choices.values():  # accept --debug after the sub-command too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
@@ -153,8 +179,15 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
 
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     from vaekit.api import train
+    from vaekit.config import DEFAULT_PRESET, make_config, save_json
     from vaekit.training.distributed import world_from_env
 
+    if ns.print_config:
+        preset = ns.preset or (None if ns.config else DEFAULT_PRESET)
+        print(save_json(make_config(ns.config, preset, _overrides(ns, rest))))
+        return 0
+    if not ns.out:
+        raise ConfigError("vaekit train needs --out", "name the run folder to create, e.g. --out runs/my-run")
     train(ns.out, config=ns.config, preset=ns.preset, overwrite=ns.overwrite, **_overrides(ns, rest))
     if world_from_env().main:  # under torchrun, one line, not one per rank
         print(f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
@@ -184,7 +217,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     res = evaluate(ns.run_dir, split=ns.split, batch_size=ns.batch_size, seed=ns.seed,
                    nll_samples=ns.nll_samples, sample_chunk=ns.sample_chunk, device=ns.device,
-                   progress=sys.stderr.isatty())
+                   progress=sys.stderr.isatty(), examples=ns.examples)
     if ns.json:
         print(json.dumps(res))
         return 0
@@ -257,6 +290,17 @@ def cmd_encode(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(ns: argparse.Namespace) -> int:
+    from vaekit.config import DEFAULT_PRESET, preset_description, presets
+
+    names = presets()
+    width = max(map(len, names))
+    for name in names:
+        mark = " (default)" if name == DEFAULT_PRESET else ""
+        print(f"{name:<{width}}  {preset_description(name)}{mark}")
+    return 0
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from vaekit.server import serve
 
@@ -290,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             "reconstruct": cmd_reconstruct,
             "encode": cmd_encode,
             "serve": cmd_serve,
+            "presets": cmd_presets,
         }[ns.command](ns)
     except (VaekitError, OSError) as e:
         if ns.debug:

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import yaml
 from vaekit.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+DEFAULT_PRESET = "digits-mlp"  # what 'vaekit train' and vaekit.train use without a preset or config file
 
 
 @dataclass
@@ -40,7 +42,7 @@ class ModelConfig:
     """The parts of the VAE: backbone, posterior, prior and likelihood."""
 
     kind: str = "vae"  # vae | hierarchical (top-down stochastic layers of sizes model.latent_dims)
-    latent_dim: int = 16
+    latent_dim: int = 16  # size of the latent vector z (vae)
     latent_dims: list[int] = field(default_factory=list)  # hierarchical: units per layer, top layer first
     latent_channels: list[int] = field(default_factory=list)  # hierarchical: latent maps below those layers
     net: str = "auto"  # auto | mlp | conv | resnet (28x28, 32x32; auto's choice for hierarchical)
@@ -79,14 +81,14 @@ class ObjectiveConfig:
 class TrainConfig:
     """The training loop."""
 
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = 20  # passes over the training split
+    batch_size: int = 128  # examples per optimizer step
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # L2 penalty Adam adds to the gradients (0 = off)
     grad_clip: float = 0.0  # max gradient norm (0 = off)
-    seed: int = 0
+    seed: int = 0  # seed of the initial weights, data order and noise (same seed, same run)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 1000  # examples per forward call when evaluating
     early_stop_patience: int = 0  # epochs without validation improvement before stopping (0 = off)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0 = end of epoch only)
     max_minutes: float = 0.0  # stop at the first epoch end after this much wall time (0 = off); resumable
@@ -271,6 +273,17 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_description(name: str) -> str:
+    """The first sentence of a preset file's leading comment: what ``vaekit presets`` shows."""
+    text = []
+    for line in preset_path(name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text.append(line.lstrip("#").strip())
+    first = re.split(r"(?<!\bal)(?<!e\.g)\.(?:\s|$)", " ".join(text))[0]
+    return first if len(first) <= 100 else first[:99].rstrip(" ,;:") + "\u2026"
 
 
 def preset_path(name: str) -> Path:

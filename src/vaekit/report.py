@@ -23,6 +23,7 @@ from vaekit.viz import save_curves, save_grid, save_pairs
 EVALUATION = "evaluation.json"
 # the report's evaluation table, in this order (nats per example, except bpd, counts and seed)
 EVALUATION_KEYS = ("elbo", "recon", "kl", "nll", "nll_sem", "bpd", "active_units", "K", "n", "seed")
+REPORT_EPOCHS = 12  # rows of the report's per-epoch table (metrics.jsonl holds them all)
 EVALUATION_PLOTS = {
     "evaluation-iwae.png": "IWAE bound against k",
     "evaluation-kl.png": "KL per latent dimension",
@@ -122,6 +123,16 @@ def _layer_kl_lines(evaluation: dict[str, Any], sizes: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+def epochs_to_show(records: list[dict[str, Any]], n: int = REPORT_EPOCHS) -> list[dict[str, Any]]:
+    """At most n epoch records for the report: the first, the last, the best validation ELBO, and
+    evenly spaced epochs between, in epoch order."""
+    if len(records) <= n:
+        return records
+    best = max(range(len(records)), key=lambda i: records[i]["elbo"])
+    keep = set(np.linspace(0, len(records) - 1, n - 1).round().astype(int).tolist()) | {best}
+    return [records[i] for i in sorted(keep)]
+
+
 def render_report(out: Path) -> Path:
     """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
     out = Path(out)
@@ -156,14 +167,17 @@ def render_report(out: Path) -> Path:
             f"(recon {last['recon']:.3f}, KL {last['kl']:.3f}); best validation ELBO "
             f"{max(r['elbo'] for r in records):.3f}.",
             "",
-            "| epoch | train ELBO | valid ELBO | valid recon | valid KL | seconds |",
+            "| epoch | train ELBO | valid ELBO | valid recon | valid KL | train seconds |",
             "|---|---|---|---|---|---|",
         ]
-        for r in records:
+        for r in epochs_to_show(records):
             lines.append(
                 f"| {r['epoch']} | {r['train_elbo']:.3f} | {r['elbo']:.3f} | {r['recon']:.3f} | "
                 f"{r['kl']:.3f} | {r['train_time_s']:.1f} |"
             )
+        if len(records) > REPORT_EPOCHS:
+            lines += ["", f"{REPORT_EPOCHS} of {len(records)} epochs shown (the first, the best, the last "
+                      "and evenly spaced ones between); metrics.jsonl holds every epoch."]
         lines.append("")
     for title, name in (
         ("Learning curves", "curves.png"),

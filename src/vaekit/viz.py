@@ -45,22 +45,29 @@ def save_pairs(originals: torch.Tensor, recons: torch.Tensor, path: str | Path, 
     save_grid(torch.cat(rows), path, nrow=per_row)
 
 
+CURVE_LABELS = {"train_elbo": "train ELBO", "elbo": "validation ELBO"}
+
+
 def save_curves(
     records: list[dict], path: str | Path, keys: tuple[str, ...] = ("train_elbo", "elbo")
 ) -> None:
-    """Plot metrics against epoch (train and validation ELBO by default)."""
+    """Plot metrics against epoch (train and validation ELBO by default), with whole-epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in keys:
         pts = [(r["epoch"], r[key]) for r in records if key in r]
         if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label=key)
+            ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) <= 50 else None,
+                    label=CURVE_LABELS.get(key, key))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per example")
+    ax.set_ylabel("ELBO (nats per example)")
+    ax.set_title("ELBO per epoch (higher is better)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -77,7 +77,7 @@ def evaluate_model(
     """
     if x.shape[0] == 0:
         raise DataError("the split to evaluate has no examples", "evaluate a split that holds data")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = importance_sample(model, x, y, k, batch_size, sample_chunk, seed, progress)
     n = x.shape[0]
     dims = math.prod(x.shape[1:])
@@ -121,7 +121,8 @@ def evaluate_model(
         "seed": seed,
         "n": n,
         "chunk_invariant": s.chunk_invariant,
-        "seconds": time.perf_counter() - t0,
+        "wall_seconds": time.perf_counter() - t0,  # elapsed time
+        "cpu_seconds": time.process_time() - c0,  # CPU time of this process, all threads
         "notes": notes,
     }
 
