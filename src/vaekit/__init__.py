@@ -12,7 +12,9 @@ _LAZY = {
     "load": "vaekit.api",
     "evaluate": "vaekit.api",
     "encode": "vaekit.api",
+    "load_split": "vaekit.api",
     "Config": "vaekit.config",
+    "DataSet": "vaekit.data",
     "VaekitError": "vaekit.errors",
 }
 
@@ -26,4 +28,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
 
 
-__all__ = ["Config", "VaekitError", "encode", "evaluate", "load", "train", "__version__"]
+def __dir__() -> list[str]:
+    """The public names (``dir(vaekit)``), including the lazily imported ones."""
+    return sorted(__all__)
+
+
+__all__ = ["Config", "DataSet", "VaekitError", "encode", "evaluate", "load", "load_split", "train",
+           "__version__"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vaekit.config import DEFAULT_PRESET, Config, make_config, set_dotted
@@ -29,7 +30,7 @@ def train(
     out: str | Path,
     config: Config | str | Path | None = None,
     preset: str | None = None,
-    data: DataSet | str | None = None,
+    data: DataSet | str | np.ndarray | torch.Tensor | tuple | None = None,
     overwrite: bool = False,
     **overrides: Any,
 ) -> VAE:
@@ -37,7 +38,9 @@ def train(
 
     ``config`` is a Config or a YAML/JSON file, ``preset`` a name from ``configs/`` (with neither,
     the default preset ``digits-mlp``); ``overrides`` are dotted keys (``**{"model.latent_dim": 8}``);
-    ``data`` a spec string or a ready DataSet.
+    ``data`` a spec string, a ready DataSet, or examples as a numpy array / tensor (or ``(x, y)`` with
+    labels): those are checked like an .npz file's ``x_train`` and split seeded (``train.seed``) into
+    validation (``data.valid_fraction``) and test (10 %) rows.
     """
     if isinstance(config, Config):
         d = config.to_dict()
@@ -49,9 +52,29 @@ def train(
     if isinstance(data, str):
         cfg.data.name = data
         data = None
+    elif data is not None and not isinstance(data, DataSet):
+        data = array_dataset(data, cfg.train.seed, cfg.data.valid_fraction)
     trainer = Trainer(cfg, out, data=data, overwrite=overwrite)
     trainer.fit()
     return trainer.model.eval()
+
+
+def array_dataset(data: Any, seed: int = 0, valid_fraction: float = 0.1) -> DataSet:
+    """A DataSet from examples (numpy array, tensor or list) or ``(examples, labels)``."""
+    from vaekit.data.npz import from_arrays
+    from vaekit.errors import DataError
+
+    x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
+    arrays = {}
+    for key, value in (("x_train", x), ("y_train", y)):
+        if value is None:
+            continue
+        try:
+            arrays[key] = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"data cannot be read as an array ({e})",
+                            "pass a numpy array or tensor of examples, or a DataSet") from None
+    return from_arrays(Path("data"), arrays, seed, valid_fraction)
 
 
 def _run_data(run_dir: str | Path, spec: str | None = None) -> tuple[Config, DataSet]:

@@ -130,6 +130,7 @@ class Likelihood(nn.Module):
 
     params_per_dim: int = 1
     discrete: bool = False
+    unit_interval: bool = False  # x must lie in [0, 1] (checked where users hand the model data)
 
     def forward(self, params: torch.Tensor) -> Distribution:  # pragma: no cover - interface
         raise NotImplementedError
@@ -176,6 +177,7 @@ class BernoulliLikelihood(Likelihood):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logit_d)), for binary (or binarized) data."""
 
     discrete = True
+    unit_interval = True
 
     def forward(self, params: torch.Tensor) -> Distribution:
         return BernoulliLogits(params)
@@ -210,6 +212,7 @@ class LogisticMixtureLikelihood(Likelihood):
     """Discretized logistic mixture (M components per dimension) for 8-bit or other k-level data."""
 
     discrete = True
+    unit_interval = True
 
     def __init__(self, components: int = 5, levels: int = 256) -> None:
         super().__init__()

@@ -29,7 +29,16 @@ def load_npz(
 ) -> DataSet:
     """Load ``path`` into a DataSet, checking shapes, dtypes, ranges and finiteness."""
     path = Path(path).expanduser()
-    arrays = _read(path)
+    return from_arrays(path, _read(path), seed, valid_fraction, test_fraction)
+
+
+def from_arrays(
+    path: Path, arrays: dict[str, np.ndarray], seed: int = 0, valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DataSet:
+    """A DataSet from named arrays as an .npz file holds them (``x_train``, optional ``x_valid``,
+    ``x_test``, ``y_*``), with the same checks; missing splits are carved seeded from train.
+    ``path`` names the source in messages and gives the data set its name."""
     if "x_train" not in arrays:
         raise DataError(
             f"{path} has no array x_train (found: {sorted(arrays) or 'none'})",

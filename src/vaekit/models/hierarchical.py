@@ -325,10 +325,12 @@ class HierarchicalVAE(VAE):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> TopDownPosterior:
         """q(z|x) over all layers, z = [z_L, ..., z_1]; ``.mean`` is one embedding row per example."""
+        x = self.batch(x)
         return TopDownPosterior(self.prior, self.encoder(x, self.condition(y, x.shape[0])))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """p(x|z) for latents z [N, D] of all layers."""
+        z = self.latents(z)
         return self.likelihood(self.decoder(self.prior.state(z), self.condition(y, z.shape[0])))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:

@@ -14,12 +14,14 @@ from torch.distributions import Distribution
 
 from vaekit.distributions import log_prob_repeated
 from vaekit.errors import DataError
+from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
 from vaekit.objectives import Terms
 from vaekit.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
 
 
 class VAE(nn.Module):
-    """A VAE assembled from parts; every tensor argument x is a float batch [B, *event_shape]."""
+    """A VAE assembled from parts. ``forward`` takes a float batch [B, *event_shape]; the public
+    methods also take numpy arrays or lists and check them (``vaekit.models.inputs``)."""
 
     def __init__(
         self,
@@ -58,21 +60,29 @@ class VAE(nn.Module):
                 "this is a conditional model: it needs labels y",
                 "pass y (class indices) to the call, or use data with labels",
             )
-        y = torch.as_tensor(y, device=self.prior_device)
-        if y.dim() == 0:
-            y = y.expand(n)
-        return F.one_hot(y.long(), self.num_classes).float()
+        return F.one_hot(as_labels(y, n, self.num_classes, self.prior_device), self.num_classes).float()
 
     @property
     def prior_device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def batch(self, x: object, name: str = "x") -> torch.Tensor:
+        """User data as the checked float batch [B, *event_shape] the model computes on."""
+        like = next(self.parameters())
+        return as_batch(x, self.event_shape, like, getattr(self.likelihood, "unit_interval", False), name)
+
+    def latents(self, z: object) -> torch.Tensor:
+        """User latents as the checked float batch [N, latent_dim]."""
+        return as_latents(z, self.latent_dim, next(self.parameters()))
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """The posterior q(z|x) (its ``.mean`` is the usual embedding)."""
+        x = self.batch(x)
         return self.posterior(self.encoder(x, self.condition(y, x.shape[0])))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """The likelihood p(x|z) for latents z [N, d]."""
+        z = self.latents(z)
         return self.likelihood(self.decoder(z, self.condition(y, z.shape[0])))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
@@ -95,18 +105,20 @@ class VAE(nn.Module):
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """ELBO per example in nats, [B] (analytic KL where it exists)."""
-        return self(x, y).elbo
+        return self(self.batch(x), y).elbo
 
     @torch.no_grad()
     def log_likelihood(
         self, x: torch.Tensor, k: int = 1000, y: torch.Tensor | None = None, chunk: int = 500
     ) -> torch.Tensor:
         """Importance-sampled log p(x) per example in nats, [B], from k samples drawn ``chunk`` at a time
-        (``vaekit.evaluation.likelihood``) under a seed taken from torch's global generator."""
+        and as many examples per call as fill the evaluation's row budget, so memory stays bounded for
+        any B (``vaekit.evaluation.likelihood``); the seed comes from torch's global generator."""
         from vaekit.evaluation.likelihood import importance_sample
 
+        x = self.batch(x)
         seed = int(torch.randint(0, 2**62, ()))
-        return importance_sample(self, x, y, k, max(1, x.shape[0]), chunk, seed).log_px.float()
+        return importance_sample(self, x, y, k, None, chunk, seed).log_px.float()
 
     @torch.no_grad()
     def sample(
@@ -128,7 +140,14 @@ class VAE(nn.Module):
         see ``vaekit.completion.complete``."""
         from vaekit.completion import complete
 
-        return complete(self, x, observed, y, k)
+        observed = as_tensor(observed, "observed")
+        x = as_tensor(x, "x")
+        if x.is_floating_point():  # the missing entries may hold NaN: they are never read
+            try:
+                x = x.masked_fill(~observed.to(x.device).bool().broadcast_to(x.shape), 0.0)
+            except RuntimeError:  # a mask that does not fit x: complete() names the mismatch
+                pass
+        return complete(self, self.batch(x), observed, y, k)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
