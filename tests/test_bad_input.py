@@ -172,6 +172,27 @@ def test_wrong_value_types_and_ranges(tmp_path, capsys):
     refused(["train", "--config", cfg, *out[1:]], capsys, "not valid YAML")
 
 
+def _alias_bomb(levels: int = 9) -> str:
+    """A 'billion laughs' YAML: each level lists the previous one 9 times (9**9 leaves, < 1 KB)."""
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "model:\n  hidden: *a" + str(levels) + "\n" + "\n".join(lines) + "\n"
+
+
+def test_yaml_anchors_and_aliases_never_load(tmp_path, capsys):
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(_alias_bomb())
+    assert len(cfg.read_bytes()) < 1024
+    out = ["--out", tmp_path / "r"]
+    refused(["train", "--config", cfg, *out], capsys, str(cfg), "alias *a9 at line 2", "in full")
+    cfg.write_text("train:\n  epochs: &e 2\n  num_samples: *e\n")
+    refused(["train", "--config", cfg, "--out", tmp_path / "r"], capsys, "anchor &e at line 2")
+    refused(["train", "--out", tmp_path / "r", "--model.hidden", "[&w 8, *w]"], capsys,
+            "command-line value '[&w 8, *w]'", "anchor &w")
+    assert not (tmp_path / "r").exists()
+
+
 # -- run folders and checkpoints --------------------------------------------------------------
 
 

@@ -222,10 +222,37 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+class _AliasRefused(yaml.YAMLError):
+    """A YAML anchor (&name) or alias (*name): refused, as a few aliases nest into gigabytes."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors and aliases: every YAML vaekit reads goes through it.
+
+    A document of under 1 KB whose aliases refer to nested aliases ("billion laughs") expands into
+    an exponentially large structure once copied or serialized; a config never needs them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise _AliasRefused(f"YAML {kind}{event.anchor} at line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
+def _safe_yaml(text: str) -> Any:
+    """Parse YAML/JSON text with _NoAliasLoader (raises _AliasRefused, yaml.YAMLError)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_value(text: str) -> Any:
     """A CLI value as YAML scalar/list: '16' -> 16, '1e-3' -> 0.001, 'true' -> True, '[1,2]'."""
     try:
-        v = yaml.safe_load(text)
+        v = _safe_yaml(text)
+    except _AliasRefused as e:
+        raise ConfigError(f"command-line value {text!r} uses a {e} (anchors and aliases are not accepted)",
+                          "write the value out in full, without & or * names") from None
     except yaml.YAMLError:
         return text
     if isinstance(v, str) and _looks_float(text):
@@ -261,7 +288,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist", "check the path")
     try:
-        d = yaml.safe_load(p.read_text())
+        d = _safe_yaml(p.read_text())
+    except _AliasRefused as e:
+        raise ConfigError(f"config file {str(p)!r} uses a {e}: anchors and aliases are not accepted "
+                          "(a few nested aliases can expand to gigabytes)",
+                          "write the values out in full, without & or * names") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML/JSON: {e}", "fix its syntax") from None
     if isinstance(d, dict) and "config" in d and "format_version" in d:
