@@ -193,6 +193,34 @@ def test_yaml_anchors_and_aliases_never_load(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+OUT_OF_RANGE = [
+    ("--objective.samples", "0", "'objective.samples' must be a finite number >= 1, got 0"),
+    ("--model.hidden", "[-5, 3]", "'model.hidden' holds sizes that must each be >= 1, got [-5, 3]"),
+    ("--model.hidden", "[0]", "'model.hidden' holds sizes that must each be >= 1, got [0]"),
+    ("--train.seed", "99999999999999999999999", "does not fit in a 64-bit integer"),
+    ("--train.seed", "-1", "'train.seed' must be a finite number in [0, 2**63 - 1"),
+    ("--model.likelihood_sigma", "0", "'model.likelihood_sigma' must be a finite number > 0"),
+    ("--objective.beta", "-1", "'objective.beta' must be a finite number >= 0"),
+    ("--data.valid_fraction", "1", "'data.valid_fraction' must be a finite number in [0, 1)"),
+    ("--model.flow_hidden", "0", "'model.flow_hidden' must be a finite number >= 1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), OUT_OF_RANGE)
+def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, key, value, needle):
+    refused(["train", "--out", tmp_path / "r", *QUICK, key, value], capsys, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_file_that_is_not_a_mapping(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("- train\n- epochs\n")
+    out = ["--out", tmp_path / "r"]
+    refused(["train", "--config", cfg, *out, "--train.epochs", "1"], capsys, "top level, got list")
+    cfg.write_text("5\n")
+    refused(["train", "--config", cfg, *out], capsys, "top level, got int")
+
+
 # -- run folders and checkpoints --------------------------------------------------------------
 
 
