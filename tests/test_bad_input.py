@@ -18,6 +18,7 @@ from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
 from vaekit.errors import DataError
+from vaekit.sizes import FLOAT_BYTES, memory_bytes
 from vaekit.training import run_dir as rd
 from vaekit.training.checkpoint import save_tensors
 
@@ -279,6 +280,30 @@ def test_unwritable_output_path(run, tmp_path, capsys):
     refused(
         ["sample", run, "-o", tmp_path / "no" / "such" / "dir" / "s.png"], capsys, "No such file or directory"
     )
+
+
+def test_oversized_models_and_sample_counts(run, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  latent_dim: 1000000000\n")
+    refused(["train", "--config", cfg, "--out", tmp_path / "r", *QUICK[:8]], capsys,
+            "a model of ", " parameters for data of shape (1, 8, 8)", "GiB of memory", "model.latent_dim")
+    assert not (tmp_path / "r").exists()
+    refused(["sample", run, "-n", "0", "-o", tmp_path / "s.png"], capsys, "-n must be >= 1", "got 0")
+    refused(["sample", run, "-n", "-1", "-o", tmp_path / "s.png"], capsys, "got -1")
+    too_many = memory_bytes() // (8 * 8 * FLOAT_BYTES) + 1
+    refused(["sample", run, "-n", too_many, "-o", tmp_path / "s.npy"], capsys, f"{too_many:,} samples",
+            "draw fewer samples")
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "s.npy").exists()
+
+
+def test_a_run_config_with_an_impossible_data_shape(run, tmp_path, capsys):
+    doc = json.loads((run / rd.CONFIG).read_text())
+    doc["data"]["event_shape"] = [1, 1e6, 1e6]
+    (run / rd.CONFIG).write_text(json.dumps(doc))
+    refused(["sample", run, "-o", tmp_path / "s.png"], capsys, "event_shape=[1, 1000000.0, 1000000.0]")
+    doc["data"]["event_shape"] = [1, 10**6, 10**6]
+    (run / rd.CONFIG).write_text(json.dumps(doc))
+    refused(["evaluate", run], capsys, "cannot be loaded", "data of shape (1, 1000000, 1000000)", "GiB")
 
 
 def test_api_data_with_nan_rows(tmp_path):
