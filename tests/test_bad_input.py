@@ -4,6 +4,8 @@ no traceback, through the real command line (``vaekit.cli.main``)."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -123,6 +125,26 @@ def test_empty_data_sets(tmp_path, capsys):
     )
     (tmp_path / "empty").mkdir()
     refused(_train(tmp_path, f"folder:{tmp_path / 'empty'}"), capsys, "holds no images")
+
+
+def test_files_that_are_not_npz_archives_or_not_regular_files(tmp_path, capsys):
+    text = tmp_path / "notes.npz"
+    text.write_text("x_train = 1, 2, 3\n")
+    refused(_train(tmp_path, f"npz:{text}"), capsys, "is not an npz archive", "b'x_trai'")
+    pickled = tmp_path / "p.npz"
+    pickled.write_bytes(pickle.dumps({"x_train": [1, 2]}))
+    err = refused(_train(tmp_path, f"npz:{pickled}"), capsys, "is not an npz archive", "a Python pickle")
+    assert "allow_pickle" not in err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused(_train(tmp_path, f"npz:{fifo}"), capsys, "is not a regular file")
+    refused(_train(tmp_path, "npz:/dev/zero"), capsys, "/dev/zero is not a regular file")
+    refused(["train", "--config", fifo, "--out", tmp_path / "r"], capsys, "is not a regular file")
+    refused(["train", "--config", "/dev/zero", "--out", tmp_path / "r"], capsys, "is not a regular file")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
+    (tmp_path / "mine").mkdir()  # an empty folder the user made is kept when train fails
+    refused(["train", "--data", f"npz:{text}", "--out", tmp_path / "mine", *QUICK], capsys, "npz archive")
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_labels_missing_for_a_conditional_model(tmp_path, capsys):

@@ -321,6 +321,9 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict (a run's config.json is accepted too)."""
     p = Path(path)
+    if p.exists() and not p.is_file():
+        what = "a folder" if p.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise ConfigError(f"config file {str(p)!r} is {what}", "give the path of a YAML or JSON file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist", "check the path")
     try:
