@@ -279,7 +279,11 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def _safe_yaml(text: str) -> Any:
     """Parse YAML/JSON text with _NoAliasLoader (raises _AliasRefused, yaml.YAMLError)."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def parse_value(text: str) -> Any:
