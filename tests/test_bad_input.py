@@ -4,6 +4,8 @@ no traceback, through the real command line (``vaekit.cli.main``)."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
 from vaekit.errors import DataError
+from vaekit.sizes import FLOAT_BYTES, memory_bytes
 from vaekit.training import run_dir as rd
 from vaekit.training.checkpoint import save_tensors
 
@@ -124,6 +127,26 @@ def test_empty_data_sets(tmp_path, capsys):
     refused(_train(tmp_path, f"folder:{tmp_path / 'empty'}"), capsys, "holds no images")
 
 
+def test_files_that_are_not_npz_archives_or_not_regular_files(tmp_path, capsys):
+    text = tmp_path / "notes.npz"
+    text.write_text("x_train = 1, 2, 3\n")
+    refused(_train(tmp_path, f"npz:{text}"), capsys, "is not an npz archive", "b'x_trai'")
+    pickled = tmp_path / "p.npz"
+    pickled.write_bytes(pickle.dumps({"x_train": [1, 2]}))
+    err = refused(_train(tmp_path, f"npz:{pickled}"), capsys, "is not an npz archive", "a Python pickle")
+    assert "allow_pickle" not in err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused(_train(tmp_path, f"npz:{fifo}"), capsys, "is not a regular file")
+    refused(_train(tmp_path, "npz:/dev/zero"), capsys, "/dev/zero is not a regular file")
+    refused(["train", "--config", fifo, "--out", tmp_path / "r"], capsys, "is not a regular file")
+    refused(["train", "--config", "/dev/zero", "--out", tmp_path / "r"], capsys, "is not a regular file")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
+    (tmp_path / "mine").mkdir()  # an empty folder the user made is kept when train fails
+    refused(["train", "--data", f"npz:{text}", "--out", tmp_path / "mine", *QUICK], capsys, "npz archive")
+    assert (tmp_path / "mine").is_dir()
+
+
 def test_labels_missing_for_a_conditional_model(tmp_path, capsys):
     data = _npz(tmp_path / "d.npz", x_train=np.zeros((30, 8, 8), np.uint8))
     refused(_train(tmp_path, data, "--model.conditional", "true"), capsys, "conditional", "no labels")
@@ -170,6 +193,55 @@ def test_wrong_value_types_and_ranges(tmp_path, capsys):
     refused(["train", "--config", cfg, *out[1:]], capsys, "'train.lr' expects float, got 'fast'")
     cfg.write_text("model: [1, 2\n")
     refused(["train", "--config", cfg, *out[1:]], capsys, "not valid YAML")
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A 'billion laughs' YAML: each level lists the previous one 9 times (9**9 leaves, < 1 KB)."""
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "model:\n  hidden: *a" + str(levels) + "\n" + "\n".join(lines) + "\n"
+
+
+def test_yaml_anchors_and_aliases_never_load(tmp_path, capsys):
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(_alias_bomb())
+    assert len(cfg.read_bytes()) < 1024
+    out = ["--out", tmp_path / "r"]
+    refused(["train", "--config", cfg, *out], capsys, str(cfg), "alias *a9 at line 2", "in full")
+    cfg.write_text("train:\n  epochs: &e 2\n  num_samples: *e\n")
+    refused(["train", "--config", cfg, "--out", tmp_path / "r"], capsys, "anchor &e at line 2")
+    refused(["train", "--out", tmp_path / "r", "--model.hidden", "[&w 8, *w]"], capsys,
+            "command-line value '[&w 8, *w]'", "anchor &w")
+    assert not (tmp_path / "r").exists()
+
+
+OUT_OF_RANGE = [
+    ("--objective.samples", "0", "'objective.samples' must be a finite number >= 1, got 0"),
+    ("--model.hidden", "[-5, 3]", "'model.hidden' holds sizes that must each be >= 1, got [-5, 3]"),
+    ("--model.hidden", "[0]", "'model.hidden' holds sizes that must each be >= 1, got [0]"),
+    ("--train.seed", "99999999999999999999999", "does not fit in a 64-bit integer"),
+    ("--train.seed", "-1", "'train.seed' must be a finite number in [0, 2**63 - 1"),
+    ("--model.likelihood_sigma", "0", "'model.likelihood_sigma' must be a finite number > 0"),
+    ("--objective.beta", "-1", "'objective.beta' must be a finite number >= 0"),
+    ("--data.valid_fraction", "1", "'data.valid_fraction' must be a finite number in [0, 1)"),
+    ("--model.flow_hidden", "0", "'model.flow_hidden' must be a finite number >= 1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), OUT_OF_RANGE)
+def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, key, value, needle):
+    refused(["train", "--out", tmp_path / "r", *QUICK, key, value], capsys, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_file_that_is_not_a_mapping(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("- train\n- epochs\n")
+    out = ["--out", tmp_path / "r"]
+    refused(["train", "--config", cfg, *out, "--train.epochs", "1"], capsys, "top level, got list")
+    cfg.write_text("5\n")
+    refused(["train", "--config", cfg, *out], capsys, "top level, got int")
 
 
 # -- run folders and checkpoints --------------------------------------------------------------
@@ -230,6 +302,30 @@ def test_unwritable_output_path(run, tmp_path, capsys):
     refused(
         ["sample", run, "-o", tmp_path / "no" / "such" / "dir" / "s.png"], capsys, "No such file or directory"
     )
+
+
+def test_oversized_models_and_sample_counts(run, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  latent_dim: 1000000000\n")
+    refused(["train", "--config", cfg, "--out", tmp_path / "r", *QUICK[:8]], capsys,
+            "a model of ", " parameters for data of shape (1, 8, 8)", "GiB of memory", "model.latent_dim")
+    assert not (tmp_path / "r").exists()
+    refused(["sample", run, "-n", "0", "-o", tmp_path / "s.png"], capsys, "-n must be >= 1", "got 0")
+    refused(["sample", run, "-n", "-1", "-o", tmp_path / "s.png"], capsys, "got -1")
+    too_many = memory_bytes() // (8 * 8 * FLOAT_BYTES) + 1
+    refused(["sample", run, "-n", too_many, "-o", tmp_path / "s.npy"], capsys, f"{too_many:,} samples",
+            "draw fewer samples")
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "s.npy").exists()
+
+
+def test_a_run_config_with_an_impossible_data_shape(run, tmp_path, capsys):
+    doc = json.loads((run / rd.CONFIG).read_text())
+    doc["data"]["event_shape"] = [1, 1e6, 1e6]
+    (run / rd.CONFIG).write_text(json.dumps(doc))
+    refused(["sample", run, "-o", tmp_path / "s.png"], capsys, "event_shape=[1, 1000000.0, 1000000.0]")
+    doc["data"]["event_shape"] = [1, 10**6, 10**6]
+    (run / rd.CONFIG).write_text(json.dumps(doc))
+    refused(["evaluate", run], capsys, "cannot be loaded", "data of shape (1, 1000000, 1000000)", "GiB")
 
 
 def test_api_data_with_nan_rows(tmp_path):

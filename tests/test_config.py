@@ -75,3 +75,29 @@ def test_any_override_gives_a_config_or_a_config_error(key, value):
         assert e.fix
     else:
         assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_the_size_estimate_counts_the_parameters_the_model_has(preset):
+    """parameter_count builds on the meta device; it must count what the real model holds."""
+    from vaekit.models import build_model
+    from vaekit.sizes import parameter_count
+
+    cfg = make_config(preset=preset)
+    shape = (1, 8, 8) if preset.startswith("digits") else (1, 28, 28)
+    model = build_model(cfg.model, shape, 256, 10)
+    real = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    assert parameter_count(cfg.model, shape, 256, 10) == real > 0
+
+
+def test_anchors_and_aliases_never_load_but_plain_yaml_does(tmp_path):
+    from vaekit.config import load_file
+
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  hidden: [8, 4]\ntrain: {epochs: 2}\n")
+    assert load_file(p) == {"model": {"hidden": [8, 4]}, "train": {"epochs": 2}}
+    assert parse_value("[8, 4]") == [8, 4] and parse_value("1e-3") == 0.001
+    for text in ("a: &x 1\nb: *x\n", "- &l [1]\n", "x: !!str &s 3\n"):
+        p.write_text(text)
+        with pytest.raises(ConfigError, match="anchors and aliases are not accepted"):
+            load_file(p)

@@ -122,6 +122,17 @@ def test_write_failing_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_disk_full_on_a_first_write_does_not_claim_a_previous_version(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.safetensors"
+    _fail_writes(monkeypatch, HALF_WAY_FAILURES["ENOSPC"], path.name)
+    with pytest.raises(DiskFullError) as info:
+        save_tensors(path, {"w": torch.zeros(1000)}, {"step": 1})
+    assert "there was no earlier checkpoint.safetensors" in info.value.problem
+    assert "intact" not in info.value.problem
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_written_files_get_the_usual_permissions_and_stale_temps_are_removed(tmp_path):
     old = os.umask(0o022)
     try:

@@ -250,8 +250,14 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     import torch
 
     from vaekit.api import load
+    from vaekit.sizes import FLOAT_BYTES, check_fits, event_values
 
+    if ns.n < 1:
+        raise ConfigError(f"-n must be >= 1 (the number of samples), got {ns.n}", "give e.g. -n 64")
     model = load(ns.run_dir)
+    values = ns.n * event_values(model.event_shape)
+    check_fits(f"{ns.n:,} samples of shape {tuple(model.event_shape)} ({values:,} values, drawn, decoded "
+               "and written)", 3 * values * FLOAT_BYTES, "cpu", "draw fewer samples (-n), in several calls")
     g = torch.Generator().manual_seed(ns.seed)
     images = model.sample(ns.n, y=ns.label, mean=not ns.draw, generator=g)
     _write_array(ns.output, images)

@@ -36,6 +36,10 @@ class DataConfig:
     binarize_seed: int = 0  # seed of the static draw, also used for evaluation splits
     valid_fraction: float = 0.1  # carved from train when a data set has no validation split
 
+    def __post_init__(self) -> None:
+        _require_seed("data.binarize_seed", self.binarize_seed)
+        _require("data.valid_fraction", self.valid_fraction, 0 <= self.valid_fraction < 1, "in [0, 1)")
+
 
 @dataclass
 class ModelConfig:
@@ -62,6 +66,20 @@ class ModelConfig:
     flow_context: int = 32  # iaf: size of the context vector h the encoder passes to every step
     conditional: bool = False  # condition encoder and decoder on the label y (CVAE)
 
+    def __post_init__(self) -> None:
+        at_least = {"latent_dim": 1, "res_blocks": 0, "mixture_components": 1, "prior_components": 1,
+                    "flow_steps": 1, "flow_hidden": 1, "flow_context": 1}
+        for name, low in at_least.items():
+            _require(f"model.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
+        _require("model.likelihood_sigma", self.likelihood_sigma, self.likelihood_sigma > 0, "> 0")
+        for name in ("latent_dims", "latent_channels", "hidden", "channels"):
+            sizes = getattr(self, name)
+            if any(n < 1 for n in sizes):
+                raise ConfigError(
+                    f"config key 'model.{name}' holds sizes that must each be >= 1, got {sizes}",
+                    f"give model.{name} positive sizes, e.g. [256, 128]",
+                )
+
 
 @dataclass
 class ObjectiveConfig:
@@ -75,6 +93,12 @@ class ObjectiveConfig:
     tc_weight: float = 0.0  # beta-TCVAE: extra weight on the total correlation of q(z) (0 = off)
     mmd_weight: float = 0.0  # InfoVAE / WAE: weight of MMD(aggregate posterior q(z), prior p(z)) (0 = off)
     mmd_kernel: str = "imq"  # MMD kernel: imq (inverse multiquadric) | rbf; scale 2 * latent_dim
+
+    def __post_init__(self) -> None:
+        at_least = {"beta": 0, "warmup_epochs": 0, "free_bits": 0, "samples": 1, "tc_weight": 0,
+                    "mmd_weight": 0}
+        for name, low in at_least.items():
+            _require(f"objective.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
 
 
 @dataclass
@@ -112,6 +136,15 @@ class TrainConfig:
             _require(f"train.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
         _require("train.lr", self.lr, self.lr > 0, "> 0")
         _require("train.lr_backoff", self.lr_backoff, 0 < self.lr_backoff <= 1, "in (0, 1]")
+        _require_seed("train.seed", self.seed)
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy's generators take seeds in [0, 2**63 - 1]
+
+
+def _require_seed(key: str, value: int) -> None:
+    """ConfigError unless a seed fits what torch.manual_seed and numpy accept."""
+    _require(key, value, 0 <= value <= SEED_MAX, f"in [0, 2**63 - 1 = {SEED_MAX}]")
 
 
 def _require(key: str, value: Any, ok: bool, what: str) -> None:
@@ -201,6 +234,9 @@ def _convert(value: Any, t: Any, key: str) -> Any:
         )
     if t is float and not math.isfinite(value):
         raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}", "give a finite value")
+    if t is int and abs(value) > SEED_MAX:
+        raise ConfigError(f"config key '{key}' = {value} does not fit in a 64-bit integer",
+                          f"give '{key}' a value between -{SEED_MAX} and {SEED_MAX}")
     return t(value)
 
 
@@ -224,10 +260,41 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+class _AliasRefused(yaml.YAMLError):
+    """A YAML anchor (&name) or alias (*name): refused, as a few aliases nest into gigabytes."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors and aliases: every YAML vaekit reads goes through it.
+
+    A document of under 1 KB whose aliases refer to nested aliases ("billion laughs") expands into
+    an exponentially large structure once copied or serialized; a config never needs them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise _AliasRefused(f"YAML {kind}{event.anchor} at line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
+def _safe_yaml(text: str) -> Any:
+    """Parse YAML/JSON text with _NoAliasLoader (raises _AliasRefused, yaml.YAMLError)."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def parse_value(text: str) -> Any:
     """A CLI value as YAML scalar/list: '16' -> 16, '1e-3' -> 0.001, 'true' -> True, '[1,2]'."""
     try:
-        v = yaml.safe_load(text)
+        v = _safe_yaml(text)
+    except _AliasRefused as e:
+        raise ConfigError(f"command-line value {text!r} uses a {e} (anchors and aliases are not accepted)",
+                          "write the value out in full, without & or * names") from None
     except yaml.YAMLError:
         return text
     if isinstance(v, str) and _looks_float(text):
@@ -260,14 +327,26 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict (a run's config.json is accepted too)."""
     p = Path(path)
+    if p.exists() and not p.is_file():
+        what = "a folder" if p.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise ConfigError(f"config file {str(p)!r} is {what}", "give the path of a YAML or JSON file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist", "check the path")
     try:
-        d = yaml.safe_load(p.read_text())
+        d = _safe_yaml(p.read_text())
+    except _AliasRefused as e:
+        raise ConfigError(f"config file {str(p)!r} uses a {e}: anchors and aliases are not accepted "
+                          "(a few nested aliases can expand to gigabytes)",
+                          "write the values out in full, without & or * names") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML/JSON: {e}", "fix its syntax") from None
     if isinstance(d, dict) and "config" in d and "format_version" in d:
         d = d["config"]
+    if d is not None and not isinstance(d, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections at its top level, got "
+                          f"{type(d).__name__} {str(d)[:80]!r}",
+                          "write it as 'section:' lines with indented 'key: value' lines, e.g. 'train:\n"
+                          "  epochs: 5'")
     return d or {}
 
 

@@ -70,8 +70,17 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     """All arrays of the .npz file, refusing pickled objects."""
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an .npz file", f"use folder:{path} for images")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a regular file (a device, pipe or socket)",
+                        "give the path of an .npz file after 'npz:'")
     if not path.is_file():
         raise DataError(f"{path} does not exist", "check the path after 'npz:'")
+    with path.open("rb") as f:
+        head = f.read(6)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # zip archive, or one .npy
+        what = "a Python pickle (never loaded: it could run code)" if head[:1] == b"\x80" else (
+            f"a file starting with {head!r}")
+        raise DataError(f"{path} is not an npz archive: it is {what}", f"save it with {_SAVE_HINT}")
     try:
         loaded = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:

@@ -43,9 +43,12 @@ def as_disk_full(e: OSError, path: str | Path) -> DiskFullError | None:
     """The DiskFullError for an OSError that means 'no space left' (ENOSPC, EDQUOT), else None."""
     if e.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
+    name = Path(path).name
+    # writes go to a temporary file renamed over the target, so a file there now is the old one
+    kept = (f"the previous version of {name} is intact" if Path(path).is_file()
+            else f"there was no earlier {name}, so nothing was lost")
     return DiskFullError(
-        f"the disk is full: writing {path} failed ({e.strerror}); the previous version of "
-        f"{Path(path).name} is intact",
+        f"the disk is full: writing {path} failed ({e.strerror}); {kept}",
         "free some disk space (or use a folder on another disk) and run the command again; "
         "an interrupted training run continues with 'vaekit resume RUN_DIR'",
     )

@@ -95,7 +95,28 @@ def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
         info = DataInfo(**doc["data"])
     except (ConfigError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} does not describe a valid run: {e}", "retrain") from None
+    _check_info(path, info)
     return cfg, info
+
+
+def _check_info(path: Path, info: DataInfo) -> None:
+    """CheckpointError unless the data description is 1 to 3 positive integer sizes and optional
+    positive integer levels and class count (JSON gives 1e6 as a float)."""
+
+    def positive_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    shape = info.event_shape
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(positive_int, shape))):
+        raise CheckpointError(
+            f"{path} gives the data shape event_shape={shape!r}; it must be 1 to 3 positive integers",
+            "restore config.json from a backup or retrain",
+        )
+    for key in ("levels", "num_classes"):
+        value = getattr(info, key)
+        if value is not None and not positive_int(value):
+            raise CheckpointError(f"{path} gives data {key}={value!r}; it must be a positive integer or null",
+                                  "restore config.json from a backup or retrain")
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -122,9 +143,15 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the trained model of a run folder (weights from model.safetensors, or from the
     latest checkpoint of an unfinished run), in eval mode."""
     from vaekit.models import build_model
+    from vaekit.sizes import check_model_fits
 
     run = Path(run_dir)
     cfg, info = read_config(run)
+    try:
+        check_model_fits(cfg.model, tuple(info.event_shape), info.levels, info.num_classes, device)
+    except ConfigError as e:
+        raise CheckpointError(f"{run / CONFIG} describes a run that cannot be loaded: {e.problem}",
+                              "restore config.json from a backup or retrain") from None
     model = build_model(cfg.model, tuple(info.event_shape), info.levels, info.num_classes)
     source = run / MODEL if (run / MODEL).is_file() else run / CHECKPOINT
     if not source.is_file():

@@ -27,6 +27,7 @@ from vaekit.evaluation import evaluate_elbo
 from vaekit.models import VAE, build_model
 from vaekit.objectives import make_loss
 from vaekit.paths import refuse_outside_links
+from vaekit.sizes import check_model_fits, event_values
 from vaekit.training import distributed
 from vaekit.training import run_dir as rd
 from vaekit.training.checkpoint import (
@@ -144,9 +145,19 @@ class Trainer:
         device = pick_device(cfg.train.device)
         self.world = distributed.setup(device)  # rank 0 of 1 unless started by torchrun
         self.device = distributed.local_device(device, self.world)
+        created = not self.out.exists()
         if not _resuming and self.world.main:
             self._claim_folder(overwrite)
         self.world.barrier()
+        try:
+            self._set_up(cfg, data, _resuming)
+        except BaseException:
+            if created and self.world.main and self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()  # a set-up that failed leaves no folder that looks like a run
+            raise
+
+    def _set_up(self, cfg: Config, data: DataSet | None, _resuming: bool) -> None:
+        """Data, model, optimizer and training state; config.json last, once all of them exist."""
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         tune_backends(self.device)
@@ -156,6 +167,11 @@ class Trainer:
             cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction
         )
         check_data_fits(cfg, self.data)
+        # before any weights exist: the model, its gradients and Adam state, and one batch's input,
+        # decoder output and output gradient must fit in the device's memory
+        batch = cfg.train.batch_size * cfg.objective.samples * event_values(self.data.event_shape)
+        check_model_fits(cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes,
+                         self.device, batch_values=3 * batch, training=True)
         steps = cfg.train.epochs * math.ceil(len(self.data.train) / cfg.train.batch_size)
         self.model: VAE = build_model(
             cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes
