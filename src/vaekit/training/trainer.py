@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from vaekit.config import Config
 from vaekit.data import DataSet, load_dataset
@@ -27,6 +26,7 @@ from vaekit.evaluation import evaluate_elbo
 from vaekit.models import VAE, build_model
 from vaekit.objectives import make_loss
 from vaekit.paths import refuse_outside_links
+from vaekit.progress import reporter
 from vaekit.training import distributed
 from vaekit.training import run_dir as rd
 from vaekit.training.checkpoint import (
@@ -411,14 +411,8 @@ class Trainer:
             perm = perm.to(self.device)
             self.sums = EpochSums(self.device, self.state.epoch_sums, self.state.epoch_seen)
             t0 = time.perf_counter()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=self.state.batch,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and self.world.main),
-                leave=False,
-                file=sys.stderr,
-            )
+            bar = reporter(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                           enabled=cfg.progress and self.world.main, initial=self.state.batch, leave=False)
             batches = self._batches(perm, steps_per_epoch)
             for b in range(self.state.batch, steps_per_epoch):
                 idx, xb = next(batches)
