@@ -4,6 +4,7 @@ in a log file (no carriage returns), nothing but errors under --quiet."""
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 import vaekit
 from vaekit.cli import main
 from vaekit.progress import LineProgress, NoProgress, reporter
+from vaekit.training.performance import compile_reason
 
 QUICK = {"train.epochs": 1, "model.hidden": [32], "train.threads": 1}
 LINE = re.compile(r"^(?P<desc>.+): (?P<done>\S+)/(?P<total>\S+) (?P<unit>\w+)s \((?P<pct>\d+)%\), ")
@@ -130,3 +132,49 @@ def test_quiet_prints_only_results_and_errors(run, tmp_path, capsys, where):
     assert main(quiet("evaluate", str(run), "--nll-samples", "0")) == 2
     got = capsys.readouterr()
     assert "vaekit: error:" in got.err and "fix:" in got.err
+
+
+def test_train_says_how_it_runs_and_what_came_out(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--model.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
+            "--train.batch_size", "100", "--train.progress", "false", "--train.precision", "fp32"]
+    assert main(["train", "--preset", "digits-mlp", "--out", str(out), *args]) == 0
+    got = capsys.readouterr()
+    banner = got.err.splitlines()[0]
+    assert banner.startswith("training on cpu, 1 CPU thread, fp32, eager (not compiled) (train.compile=auto: "
+                             "a CPU run compiles at >= 50,000 steps, this one has "), banner
+    tail = r"; [\d,]+ parameters; examples: train [\d,]+, valid [\d,]+, test [\d,]+$"
+    assert re.search(tail, banner), banner
+    # train.progress=false: no in-epoch progress, still one line per epoch, with units
+    assert not re.search(r"^epoch \d/2: ", got.err, re.M)
+    line = r"^epoch (\d)/2  train loss [-\d.]+  valid ELBO [-\d.]+ nats .* [\d.]+ s$"
+    epochs = re.findall(line, got.err, re.M)
+    assert epochs == ["1", "2"], got.err
+    elbo = json.loads((out / "evaluation.json").read_text())["test"]["elbo"]
+    closing = f"test ELBO {elbo:.3f} nats per example; run written to {out} (report: {out / 'report.md'})"
+    assert got.out.strip().splitlines()[-1] == closing
+    policy = json.loads((out / "policy.json").read_text())["sessions"]
+    assert len(policy) == 1 and policy[0]["started_at_step"] == 0 and policy[0]["threads"] == 1
+    assert policy[0]["device"] == "cpu" and policy[0]["precision"] == "fp32"
+    assert policy[0]["compiled"] is False and policy[0]["compiled_from_step"] is None
+    total = int(re.search(r"this one has ([\d,]+)", policy[0]["compile_reason"])[1].replace(",", ""))
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert total == last["step"] and f"this one has {total:,})" in banner
+    n_train = int(re.search(r"examples: train ([\d,]+)", banner)[1].replace(",", ""))
+    assert total == 2 * -(-n_train // 100)
+    report = (out / "report.md").read_text()
+    assert "## Speed policy" in report
+    assert f"| 0 | cpu | 1 | fp32 | no | {policy[0]['compile_reason']} |" in report
+    assert main(["train", "--preset", "digits-mlp", "--out", str(out), "--overwrite", *args]) == 0
+    assert len(json.loads((out / "policy.json").read_text())["sessions"]) == 1
+
+
+@pytest.mark.parametrize(("total", "compiled", "says"), [
+    (49_999, False, "a CPU run compiles at >= 50,000 steps, this one has 49,999"),
+    (50_000, True, "a CPU run of 50,000 steps (>= 50,000)"),
+    (80_000, False, "no C++ compiler found"),
+])
+def test_the_cpu_compile_switch_is_explained(total, compiled, says):
+    reason = compile_reason("auto", torch.device("cpu"), total, compiled)
+    assert reason == f"train.compile=auto: {says}" if not says.startswith("no") else says in reason
+    assert compile_reason(False, torch.device("cpu"), total, False) == "train.compile=off"

@@ -165,13 +165,24 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
     return {k: parse_value(v) for k, v in vars(ns).items() if "." in k}
 
 
+def _closing_line(run_dir: str | Path) -> str:
+    """The last line of train and resume: the test ELBO and where the run is."""
+    path = Path(run_dir) / "evaluation.json"
+    try:
+        elbo = json.loads(path.read_text())["test"]["elbo"]
+        result = f"test ELBO {elbo:.3f} nats per example; "
+    except (OSError, ValueError, KeyError, TypeError):
+        result = "no test split, so no test ELBO; "
+    return f"{result}run written to {run_dir} (report: {Path(run_dir) / 'report.md'})"
+
+
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     from vaekit.api import train
     from vaekit.training.distributed import world_from_env
 
     train(ns.out, config=ns.config, preset=ns.preset, overwrite=ns.overwrite, **_overrides(ns, rest))
     if world_from_env().main:  # under torchrun, one line, not one per rank
-        _say(ns, f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
+        _say(ns, _closing_line(ns.out))
     return 0
 
 
@@ -189,7 +200,7 @@ def cmd_resume(ns: argparse.Namespace) -> int:
           f"step {st.step}", file=sys.stderr)
     trainer.fit()
     if trainer.world.main:
-        _say(ns, f"Run completed in {ns.run_dir}")
+        _say(ns, _closing_line(ns.run_dir))
     return 0
 
 

@@ -122,6 +122,24 @@ def _layer_kl_lines(evaluation: dict[str, Any], sizes: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+def _policy_lines(out: Path) -> list[str]:
+    """The speed policy each training session used (policy.json), one table row per session."""
+    try:
+        sessions = json.loads((out / rd.POLICY).read_text())["sessions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = ["## Speed policy", "",
+             "| from step | device | threads | precision | compiled | why | fused Adam |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sessions:
+        lines.append(
+            f"| {r.get('started_at_step', '?')} | {r.get('device', '?')} | {r.get('threads', '?')} | "
+            f"{r.get('precision', '?')} | {'yes' if r.get('compiled') else 'no'} | "
+            f"{r.get('compile_reason', '')} | {'yes' if r.get('fused_optimizer') else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 def render_report(out: Path) -> Path:
     """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
     out = Path(out)
@@ -165,6 +183,7 @@ def render_report(out: Path) -> Path:
                 f"{r['kl']:.3f} | {r['train_time_s']:.1f} |"
             )
         lines.append("")
+    lines += _policy_lines(out)
     for title, name in (
         ("Learning curves", "curves.png"),
         ("Samples from the prior", "samples.png"),
