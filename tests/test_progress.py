@@ -178,3 +178,27 @@ def test_the_cpu_compile_switch_is_explained(total, compiled, says):
     reason = compile_reason("auto", torch.device("cpu"), total, compiled)
     assert reason == f"train.compile=auto: {says}" if not says.startswith("no") else says in reason
     assert compile_reason(False, torch.device("cpu"), total, False) == "train.compile=off"
+
+
+@pytest.mark.parametrize("record", ["kept", "unreadable"])
+def test_resume_adds_its_session_to_the_policy_and_says_where_it_starts(tmp_path, capsys, record):
+    out = tmp_path / "run"
+    args = ["--model.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
+            "--train.batch_size", "500", "--train.precision", "fp32",
+            "--train.max_minutes", "1e-9"]  # stops after epoch 1
+    assert main(["train", "--preset", "digits-mlp", "--out", str(out), *args]) == 0
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    if record == "unreadable":
+        (out / "policy.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(["resume", str(out)]) == 0
+    got = capsys.readouterr()
+    banner = next(line for line in got.err.splitlines() if line.startswith("training "))
+    assert banner.startswith(f"training from step {step:,} on cpu, 1 CPU thread, fp32, "), banner
+    sessions = json.loads((out / "policy.json").read_text())["sessions"]
+    starts = [0, step] if record == "kept" else [step]  # an unreadable record is replaced, never fatal
+    assert [s["started_at_step"] for s in sessions] == starts
+    elbo = json.loads((out / "evaluation.json").read_text())["test"]["elbo"]
+    closing = got.out.strip().splitlines()[-1]
+    assert closing.startswith(f"test ELBO {elbo:.3f} nats per example; run written to")
+    assert (out / "report.md").read_text().count("| cpu | 1 | fp32 | no |") == len(starts)

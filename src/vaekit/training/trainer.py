@@ -406,7 +406,7 @@ class Trainer:
         compiled = "torch.compile" if p.compile else "eager (not compiled)"
         n_params = sum(t.numel() for t in self.model.parameters())
         ranks = f" x {self.world.size} processes" if self.world.size > 1 else ""
-        start = f"from step {self.state.step:,}, " if self.state.step else ""
+        start = f"from step {self.state.step:,} " if self.state.step else ""
         return (
             f"training {start}on {self.device}{ranks}, {threads} CPU thread{'s' * (threads != 1)}, "
             f"{p.precision}, {compiled} ({p.compile_reason}){', fused Adam' if p.fused_optimizer else ''}; "
