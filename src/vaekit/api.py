@@ -132,9 +132,13 @@ def evaluate(
 
 @torch.no_grad()
 def encode(
-    run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 1000
+    run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 1000,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Posterior means E_q[z|x], one row per example of the split."""
+    """Posterior means E_q[z|x], one row per example of the split (``progress``: lines or a bar on
+    stderr, see :mod:`vaekit.progress`)."""
+    from vaekit.progress import reporter
+
     model = load(run_dir)
     x, y = load_split(run_dir, split, data)
     if tuple(x.shape[1:]) != model.event_shape:
@@ -145,7 +149,10 @@ def encode(
             "encode data shaped like the data the model was trained on",
         )
     rows = []
+    bar = reporter(x.shape[0], f"encode {split}", unit="example", enabled=progress)
     for i in range(0, x.shape[0], batch_size):
         yb = None if y is None else y[i : i + batch_size]
         rows.append(model.encode(x[i : i + batch_size], yb).mean)
+        bar.update(rows[-1].shape[0])
+    bar.close()
     return torch.cat(rows)

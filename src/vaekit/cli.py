@@ -7,9 +7,11 @@ message (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
+import os
 import re
 import sys
 import typing
@@ -55,6 +57,16 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+QUIET_HELP = ("print only errors and the results asked for (evaluate's numbers): no progress, epoch lines, "
+              "banners or notices")
+
+
+def _say(ns: argparse.Namespace, message: str) -> None:
+    """A confirmation on stdout ("... written to ..."), left out under --quiet."""
+    if not ns.quiet:
+        print(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vaekit.config import DEFAULT_PRESET, presets
 
@@ -64,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser(
@@ -158,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # accept --debug after the sub-command too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
+        command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
     return p
 
 
@@ -177,6 +191,17 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
     return {k: parse_value(v) for k, v in vars(ns).items() if "." in k}
 
 
+def _closing_line(run_dir: str | Path) -> str:
+    """The last line of train and resume: the test ELBO and where the run is."""
+    path = Path(run_dir) / "evaluation.json"
+    try:
+        elbo = json.loads(path.read_text())["test"]["elbo"]
+        result = f"test ELBO {elbo:.3f} nats per example; "
+    except (OSError, ValueError, KeyError, TypeError):
+        result = "no test split, so no test ELBO; "
+    return f"{result}run written to {run_dir} (report: {Path(run_dir) / 'report.md'})"
+
+
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
     from vaekit.api import train
     from vaekit.config import DEFAULT_PRESET, make_config, save_json
@@ -190,7 +215,7 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> int:
         raise ConfigError("vaekit train needs --out", "name the run folder to create, e.g. --out runs/my-run")
     train(ns.out, config=ns.config, preset=ns.preset, overwrite=ns.overwrite, **_overrides(ns, rest))
     if world_from_env().main:  # under torchrun, one line, not one per rank
-        print(f"Run written to {ns.out} (report: {Path(ns.out) / 'report.md'})")
+        _say(ns, _closing_line(ns.out))
     return 0
 
 
@@ -208,7 +233,7 @@ def cmd_resume(ns: argparse.Namespace) -> int:
           f"step {st.step}", file=sys.stderr)
     trainer.fit()
     if trainer.world.main:
-        print(f"Run completed in {ns.run_dir}")
+        _say(ns, _closing_line(ns.run_dir))
     return 0
 
 
@@ -217,7 +242,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     res = evaluate(ns.run_dir, split=ns.split, batch_size=ns.batch_size, seed=ns.seed,
                    nll_samples=ns.nll_samples, sample_chunk=ns.sample_chunk, device=ns.device,
-                   progress=sys.stderr.isatty(), examples=ns.examples)
+                   progress=not ns.quiet, examples=ns.examples)
     if ns.json:
         print(json.dumps(res))
         return 0
@@ -261,7 +286,7 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(ns.seed)
     images = model.sample(ns.n, y=ns.label, mean=not ns.draw, generator=g)
     _write_array(ns.output, images)
-    print(f"{ns.n} samples written to {ns.output}")
+    _say(ns, f"{ns.n} samples written to {ns.output}")
     return 0
 
 
@@ -279,20 +304,20 @@ def cmd_reconstruct(ns: argparse.Namespace) -> int:
         save_pairs(x, recon, ns.output, n=ns.n)
     else:
         _write_array(ns.output, torch.stack([x, recon], 1), png=False)
-    print(f"{x.shape[0]} reconstructions written to {ns.output}")
+    _say(ns, f"{x.shape[0]} reconstructions written to {ns.output}")
     return 0
 
 
 def cmd_encode(ns: argparse.Namespace) -> int:
     from vaekit.api import encode
 
-    z = encode(ns.run_dir, data=ns.data, split=ns.split, batch_size=ns.batch_size)
+    z = encode(ns.run_dir, data=ns.data, split=ns.split, batch_size=ns.batch_size, progress=not ns.quiet)
     if Path(ns.output).suffix.lower() != ".npy":
         raise ConfigError(f"cannot write {ns.output!r}", "encode writes a .npy file")
     import numpy as np
 
     np.save(ns.output, z.numpy())
-    print(f"{z.shape[0]} x {z.shape[1]} posterior means written to {ns.output}")
+    _say(ns, f"{z.shape[0]} x {z.shape[1]} posterior means written to {ns.output}")
     return 0
 
 
@@ -324,24 +349,32 @@ def _os_error(e: OSError) -> VaekitError:
     )
 
 
+def _run(ns: argparse.Namespace, rest: list[str]) -> int:
+    """The sub-command's function."""
+    if ns.command == "train":
+        return cmd_train(ns, rest)
+    return {
+        "resume": cmd_resume,
+        "evaluate": cmd_evaluate,
+        "sample": cmd_sample,
+        "reconstruct": cmd_reconstruct,
+        "encode": cmd_encode,
+        "serve": cmd_serve,
+        "presets": cmd_presets,
+    }[ns.command](ns)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
+    if rest and ns.command != "train":  # train takes config overrides; elsewhere a usage error
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        if ns.command == "train":
-            return cmd_train(ns, rest)
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return {
-            "resume": cmd_resume,
-            "evaluate": cmd_evaluate,
-            "sample": cmd_sample,
-            "reconstruct": cmd_reconstruct,
-            "encode": cmd_encode,
-            "serve": cmd_serve,
-            "presets": cmd_presets,
-        }[ns.command](ns)
+        if ns.quiet:  # every notice, progress line and warning goes to stderr; errors are printed below
+            with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+                return _run(ns, rest)
+        return _run(ns, rest)
     except (VaekitError, OSError) as e:
         if ns.debug:
             raise

@@ -133,6 +133,24 @@ def epochs_to_show(records: list[dict[str, Any]], n: int = REPORT_EPOCHS) -> lis
     return [records[i] for i in sorted(keep)]
 
 
+def _policy_lines(out: Path) -> list[str]:
+    """The speed policy each training session used (policy.json), one table row per session."""
+    try:
+        sessions = json.loads((out / rd.POLICY).read_text())["sessions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = ["## Speed policy", "",
+             "| from step | device | threads | precision | compiled | why | fused Adam |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sessions:
+        lines.append(
+            f"| {r.get('started_at_step', '?')} | {r.get('device', '?')} | {r.get('threads', '?')} | "
+            f"{r.get('precision', '?')} | {'yes' if r.get('compiled') else 'no'} | "
+            f"{r.get('compile_reason', '')} | {'yes' if r.get('fused_optimizer') else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 def render_report(out: Path) -> Path:
     """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
     out = Path(out)
@@ -179,6 +197,7 @@ def render_report(out: Path) -> Path:
             lines += ["", f"{REPORT_EPOCHS} of {len(records)} epochs shown (the first, the best, the last "
                       "and evenly spaced ones between); metrics.jsonl holds every epoch."]
         lines.append("")
+    lines += _policy_lines(out)
     for title, name in (
         ("Learning curves", "curves.png"),
         ("Samples from the prior", "samples.png"),

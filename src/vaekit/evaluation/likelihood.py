@@ -16,16 +16,15 @@ any chunk sizes.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from vaekit.errors import ConfigError
 from vaekit.evaluation.noise import CounterNoise
 from vaekit.objectives import Terms
+from vaekit.progress import reporter
 
 IWAE_KS = (1, 5, 50, 500, 5000)  # the k of the reported IWAE bounds (those <= K, plus K itself)
 # default rows (examples x samples) per forward call: cache-sized on a CPU; on a GPU the probe's size
@@ -132,8 +131,7 @@ def importance_sample(
     invariant = True
     was_training = model.training
     model.eval()
-    bar = tqdm(total=n * k, disable=not progress, unit="sample", unit_scale=True, file=sys.stderr,
-               desc=f"log p(x), K={k}")
+    bar = reporter(n * k, f"log p(x), K={k}", unit="sample", enabled=progress)
     try:
         sizes = chunk_sizes(k, batch_size, sample_chunk, ROWS_PER_CALL["cpu"])  # also checks the sizes
         if devices and n and (batch_size is None or sample_chunk is None):

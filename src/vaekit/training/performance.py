@@ -121,20 +121,58 @@ class Policy:
     compile: bool = False
     channels_last: bool = False
     fused_optimizer: bool = False
+    compile_reason: str = ""  # why compile is on or off (train.compile=auto decides by device and steps)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    @property
+    def precision(self) -> str:
+        """``fp32`` or e.g. ``bfloat16 autocast``."""
+        return "fp32" if self.amp_dtype is None else f"{str(self.amp_dtype).split('.')[-1]} autocast"
+
     def describe(self) -> str:
-        precision = "fp32" if self.amp_dtype is None else f"{str(self.amp_dtype).split('.')[-1]} autocast"
-        parts = [str(self.device), precision, "compiled" if self.compile else "eager"]
+        parts = [str(self.device), self.precision, "compiled" if self.compile else "eager"]
         if self.channels_last:
             parts.append("channels-last")
         if self.fused_optimizer:
             parts.append("fused Adam")
         return ", ".join(parts)
+
+    def record(self, step: int, threads: int) -> dict[str, Any]:
+        """What a training session starting at ``step`` runs with, for the run folder's policy.json."""
+        return {
+            "started_at_step": step,
+            "device": str(self.device),
+            "precision": self.precision,
+            "compiled": self.compile,
+            "compiled_from_step": step if self.compile else None,
+            "compile_reason": self.compile_reason,
+            "channels_last": self.channels_last,
+            "fused_optimizer": self.fused_optimizer,
+            "threads": threads,
+        }
+
+
+def compile_reason(name: bool | str, device: torch.device, total_steps: int, compiled: bool) -> str:
+    """Why ``pick_compile`` decided ``compiled``: the CPU step threshold is invisible otherwise."""
+    name = {True: "on", False: "off"}.get(name, name) if isinstance(name, bool) else name
+    if name != "auto":
+        return f"train.compile={name}"
+    if not compiled and sys.platform == "win32":
+        return "train.compile=auto: not on Windows"
+    if device.type == "cuda":
+        return "train.compile=auto: on for CUDA"
+    if device.type != "cpu":
+        return f"train.compile=auto: off for {device.type}"
+    if total_steps < CPU_COMPILE_MIN_STEPS:
+        return (f"train.compile=auto: a CPU run compiles at >= {CPU_COMPILE_MIN_STEPS:,} steps, "
+                f"this one has {total_steps:,}")
+    if not compiled:
+        return "train.compile=auto: no C++ compiler found for CPU code"
+    return f"train.compile=auto: a CPU run of {total_steps:,} steps (>= {CPU_COMPILE_MIN_STEPS:,})"
 
 
 def make_policy(
@@ -142,12 +180,14 @@ def make_policy(
 ) -> Policy:
     """Decide precision, compilation, memory format and optimizer kernel for this run."""
     convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+    compiled = pick_compile(train.compile, device, total_steps)
     return Policy(
         device=device,
         amp_dtype=pick_precision(train.precision, device, model_cfg, convolutional),
-        compile=pick_compile(train.compile, device, total_steps),
+        compile=compiled,
         channels_last=convolutional and device.type == "cuda",
         fused_optimizer=fused_adam_supported(device),
+        compile_reason=compile_reason(train.compile, device, total_steps, compiled),
     )
 
 

@@ -21,6 +21,7 @@ from vaekit.training.checkpoint import (
 )
 
 CONFIG = "config.json"
+POLICY = "policy.json"  # the speed policy of each training session
 MODEL = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from vaekit.config import Config
 from vaekit.data import DataSet, load_dataset
@@ -27,6 +26,7 @@ from vaekit.evaluation import evaluate_elbo
 from vaekit.models import VAE, build_model
 from vaekit.objectives import make_loss
 from vaekit.paths import refuse_outside_links
+from vaekit.progress import reporter
 from vaekit.sizes import check_model_fits, event_values
 from vaekit.training import distributed
 from vaekit.training import run_dir as rd
@@ -55,7 +55,7 @@ from vaekit.training.performance import (
 from vaekit.training.streaming import open_folder_stream
 
 VAEKIT_FILES = (
-    rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT,
+    rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT, rd.POLICY,
     "samples.png", "reconstructions.png", "curves.png", "samples.npy", "evaluation.json",
 )
 
@@ -393,6 +393,9 @@ class Trainer:
         if self.complete:  # nothing to do: a finished run's files are left exactly as they are
             records = read_metrics(self.out / rd.METRICS) if (self.out / rd.METRICS).is_file() else []
             return records[-1] if records else {}
+        if self.world.main:
+            self._record_policy()
+            print(self.banner(), file=sys.stderr)
         try:
             with self.interrupt, flush_denormals(self.device):
                 return self._fit()
@@ -412,6 +415,33 @@ class Trainer:
                 e.problem, f"free some disk space, then continue with 'vaekit resume {self.out}'"
             ) from None
 
+    def banner(self) -> str:
+        """The start line of a training session: where and how it runs, how big the model and data are."""
+        p = self.policy
+        threads = torch.get_num_threads()
+        compiled = "torch.compile" if p.compile else "eager (not compiled)"
+        n_params = sum(t.numel() for t in self.model.parameters())
+        ranks = f" x {self.world.size} processes" if self.world.size > 1 else ""
+        start = f"from step {self.state.step:,} " if self.state.step else ""
+        return (
+            f"training {start}on {self.device}{ranks}, {threads} CPU thread{'s' * (threads != 1)}, "
+            f"{p.precision}, {compiled} ({p.compile_reason}){', fused Adam' if p.fused_optimizer else ''}; "
+            f"{n_params:,} parameters; examples: train {len(self.data.train):,}, valid "
+            f"{len(self.data.valid):,}, test {len(self.data.test):,}"
+        )
+
+    def _record_policy(self) -> None:
+        """Append this session's speed policy to policy.json: what the run really ran with, and from
+        which step (a resumed run may run on another device, or compile where the first did not)."""
+        path = self.out / rd.POLICY
+        try:
+            sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+        except (ValueError, KeyError, TypeError):
+            sessions = []  # an unreadable record is replaced, never fatal: it only describes the run
+        sessions = [r for r in sessions if r.get("started_at_step", 0) < self.state.step]
+        sessions.append(self.policy.record(self.state.step, torch.get_num_threads()))
+        rd.atomic_write_text(path, json.dumps({"sessions": sessions}, indent=2))
+
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
         n = self.x_train.shape[0]
@@ -427,14 +457,8 @@ class Trainer:
             perm = perm.to(self.device)
             self.sums = EpochSums(self.device, self.state.epoch_sums, self.state.epoch_seen)
             t0 = time.perf_counter()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=self.state.batch,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and self.world.main),
-                leave=False,
-                file=sys.stderr,
-            )
+            bar = reporter(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                           enabled=cfg.progress and self.world.main, initial=self.state.batch, leave=False)
             batches = self._batches(perm, steps_per_epoch)
             for b in range(self.state.batch, steps_per_epoch):
                 idx, xb = next(batches)
@@ -499,11 +523,11 @@ class Trainer:
             if self.world.main:
                 append_metrics(self.out / rd.METRICS, last)  # before the checkpoint: resume trims extras
             self.save_checkpoint()
-            if cfg.progress and self.world.main:
+            if self.world.main:  # one line per epoch also with train.progress=false (--quiet hides it)
                 print(
                     f"epoch {self.state.epoch}/{cfg.epochs}  train loss {loss:.3f}  "
-                    f"valid ELBO {valid['elbo']:.3f} (recon {valid['recon']:.3f}, KL {valid['kl']:.3f})"
-                    f"  {train_time:.1f}s",
+                    f"valid ELBO {valid['elbo']:.3f} nats (recon {valid['recon']:.3f}, KL {valid['kl']:.3f})"
+                    f"  {train_time:.1f} s",
                     file=sys.stderr,
                 )
             if cfg.early_stop_patience and self.state.bad_epochs >= cfg.early_stop_patience:
