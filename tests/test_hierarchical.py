@@ -350,7 +350,7 @@ def test_map_layer_densities_average_to_their_analytic_kl():
 def test_map_layers_need_a_feature_map_and_channels():
     with pytest.raises(ConfigError, match="has none"):
         tiny([2], **{"model.latent_channels": [2]})  # the MLP backbone
-    with pytest.raises(ConfigError, match="latent channels per map layer"):
+    with pytest.raises(ConfigError, match="model.latent_channels' holds sizes that must each be >= 1"):
         tiny([2], **{**MAPS, "model.latent_channels": [0]})
     cfg = make_config(overrides={"model.latent_channels": [2], "model.net": "conv", "model.channels": [4, 8]})
     with pytest.raises(ConfigError, match="only used by model.kind=hierarchical"):

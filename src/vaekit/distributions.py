@@ -196,7 +196,7 @@ class GaussianLikelihood(Likelihood):
         elif scale == "global":
             self.log_sigma = nn.Parameter(log_sigma)
         elif scale == "per-pixel":
-            self.log_sigma = nn.Parameter(torch.full(event_shape, float(log_sigma)))
+            self.log_sigma = nn.Parameter(torch.full(event_shape, math.log(sigma)))
         else:
             raise ConfigError(
                 f"unknown Gaussian scale {scale!r}",

@@ -379,12 +379,7 @@ def build_hierarchical(
                 "that walks the same path",
                 f"set model.{key}={own}, or model.kind=vae to use model.{key}={value}",
             )
-    channels = cfg.latent_channels
-    if min(channels, default=1) < 1:
-        raise ConfigError(
-            f"model.latent_channels needs latent channels per map layer >= 1 (got {channels})",
-            "set e.g. model.latent_channels=[4], or [] for vector layers only",
-        )
+    channels = cfg.latent_channels  # each >= 1: ModelConfig checks the sizes
     width = cfg.hidden[0] if cfg.hidden else 256
     net = choose_net("resnet" if cfg.net == "auto" and fits_resnet(event_shape) else cfg.net, event_shape)
     if channels and net not in ("conv", "resnet"):
