@@ -485,3 +485,91 @@ def test_cli_serve_fails_early_on_a_taken_port(run_dir, capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", "--help"])
     assert e.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def live_server(run_dir):
+    """The explorer served by a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
+    import threading
+
+    import uvicorn
+
+    app = create_app(run_dir)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        thread.join(0.02)
+    assert server.started
+    yield app, sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def raw_request(port: int, head: bytes, body_parts=(), timeout: float = 20.0) -> tuple[int, bytes]:
+    """Send ``head`` then ``body_parts`` on a fresh socket while reading the answer in parallel (the
+    server may answer before the body is all sent); the status code and the whole answer. A socket
+    timeout (the server hangs) fails the test."""
+    import threading
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        def send_all() -> None:
+            try:
+                s.sendall(head)
+                for part in body_parts:
+                    s.sendall(part)
+            except OSError:
+                pass  # the server answered and closed the connection: stop sending
+
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or not _answer_complete(answer):
+                data = s.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except ConnectionResetError:
+            pass
+        sender.join(timeout)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer[9:12]), answer
+
+
+def _answer_complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return m is not None and len(body) >= int(m.group(1))
+
+
+def chunked(parts) -> list[bytes]:
+    """HTTP/1.1 chunked framing of ``parts``, with the closing empty chunk."""
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p] + [b"0\r\n\r\n"]
+
+
+def head(method: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def test_chunked_body_over_the_limit_is_refused_while_reading(live_server):
+    from vaekit.server.app import MAX_BODY_BYTES
+
+    _, port = live_server
+    # a JSON latent of ~4 MB (twice the limit) sent chunked, so no Content-Length can be checked
+    parts = [b'{"z": [0'] + [b", 0" * 21845] * 64 + [b"]}"]
+    assert sum(map(len, parts)) > MAX_BODY_BYTES
+    hdr = head("POST", "/decode", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    status, answer = raw_request(port, hdr, chunked(parts))
+    assert status == 413 and b"larger than" in answer
+    # a declared Content-Length over the limit: refused before any byte of the body is read
+    status, _ = raw_request(port, head("POST", "/decode", {"Content-Length": str(MAX_BODY_BYTES + 1)}))
+    assert status == 413
+    ok, answer = raw_request(port, head("GET", "/info", {"Connection": "close"}))
+    assert ok == 200 and b'"latent_dim":8' in answer
