@@ -188,6 +188,8 @@ def test_decode_a_map_point_inverts_the_pca(client, model):
         ({"z": [1e6] + [0.0] * 7}, "|z_i| <= 1000"),
         ({"z": ["a"] + [0.0] * 7}, "z.0"),
         ({"point": [1.0]}, "point"),
+        ({"point": [1e308, 1e308]}, "pick a point nearer the map"),  # was 200, z null (float32 overflow)
+        ({"point": [5e4, 0.0]}, "|z_i| <= 1000"),  # was 200 with |z_i| ~ 27,000
         ({"z": [0.0] * 8, "label": 3}, "not conditional"),
         ({"z": [0.0] * 8, "colour": 3}, "colour"),
     ],
