@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi", reason="the explorer needs the serve extra (fastapi, uvicorn)")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -188,6 +190,8 @@ def test_decode_a_map_point_inverts_the_pca(client, model):
         ({"z": [1e6] + [0.0] * 7}, "|z_i| <= 1000"),
         ({"z": ["a"] + [0.0] * 7}, "z.0"),
         ({"point": [1.0]}, "point"),
+        ({"point": [1e308, 1e308]}, "pick a point nearer the map"),  # was 200, z null (float32 overflow)
+        ({"point": [5e4, 0.0]}, "|z_i| <= 1000"),  # was 200 with |z_i| ~ 27,000
         ({"z": [0.0] * 8, "label": 3}, "not conditional"),
         ({"z": [0.0] * 8, "colour": 3}, "colour"),
     ],
@@ -485,3 +489,188 @@ def test_cli_serve_fails_early_on_a_taken_port(run_dir, capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", "--help"])
     assert e.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def live_server(run_dir):
+    """The explorer served by a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
+    import threading
+
+    import uvicorn
+
+    app = create_app(run_dir)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        thread.join(0.02)
+    assert server.started
+    yield app, sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def raw_request(port: int, head: bytes, body_parts=(), timeout: float = 20.0) -> tuple[int, bytes]:
+    """Send ``head`` then ``body_parts`` on a fresh socket while reading the answer in parallel (the
+    server may answer before the body is all sent); the status code and the whole answer. A socket
+    timeout (the server hangs) fails the test."""
+    import threading
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        def send_all() -> None:
+            try:
+                s.sendall(head)
+                for part in body_parts:
+                    s.sendall(part)
+            except OSError:
+                pass  # the server answered and closed the connection: stop sending
+
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or not _answer_complete(answer):
+                data = s.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except ConnectionResetError:
+            pass
+        sender.join(timeout)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer[9:12]), answer
+
+
+def _answer_complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return m is not None and len(body) >= int(m.group(1))
+
+
+def chunked(parts) -> list[bytes]:
+    """HTTP/1.1 chunked framing of ``parts``, with the closing empty chunk."""
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p] + [b"0\r\n\r\n"]
+
+
+def head(method: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def test_chunked_body_over_the_limit_is_refused_while_reading(live_server):
+    from vaekit.server.app import MAX_BODY_BYTES
+
+    _, port = live_server
+    # a JSON latent of ~4 MB (twice the limit) sent chunked, so no Content-Length can be checked
+    parts = [b'{"z": [0'] + [b", 0" * 21845] * 64 + [b"]}"]
+    assert sum(map(len, parts)) > MAX_BODY_BYTES
+    hdr = head("POST", "/decode", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    status, answer = raw_request(port, hdr, chunked(parts))
+    assert status == 413 and b"larger than" in answer
+    # a declared Content-Length over the limit: refused before any byte of the body is read
+    status, _ = raw_request(port, head("POST", "/decode", {"Content-Length": str(MAX_BODY_BYTES + 1)}))
+    assert status == 413
+    ok, answer = raw_request(port, head("GET", "/info", {"Connection": "close"}))
+    assert ok == 200 and b'"latent_dim":8' in answer
+
+
+def _route_targets(app) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the app; a mount (the static folder) as
+    ``<mount>/{path:path}``."""
+    targets = []
+    for route in app.routes:
+        methods = sorted(getattr(route, "methods", None) or {"GET"})
+        path = route.path if hasattr(route, "methods") else route.path + "/{path:path}"
+        targets += [(m, path) for m in methods if m != "HEAD"]
+    assert {"/decode", "/encode", "/static/{path:path}"} <= {p for _, p in targets}
+    return targets
+
+
+def _huge_chunked(total: int):
+    """A chunked body of ``total`` bytes, made as it is sent (never held whole)."""
+    block = b"%x\r\n%s\r\n" % (65536, b"7" * 65536)
+    for _ in range(total // 65536):
+        yield block
+    yield b"0\r\n\r\n"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(
+        st.sampled_from(["z", "point", "label", "a", "b", "index", "steps", "path"]) | st.text(max_size=4),
+        inner, max_size=5),
+    max_leaves=20,
+)
+_HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+_TOKEN = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz-"), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_every_route_over_a_real_socket(live_server, data):
+    """Random bodies, headers, queries and framings to every route of the app: each answer is a 2xx
+    or a 4xx (never a 5xx or no answer: a hang fails on the socket timeout), the body limit holds
+    whatever the framing, the process's peak memory stays bounded and the server answers normally
+    afterwards (checked after every example)."""
+    import resource
+    from urllib.parse import quote
+
+    from vaekit.server.app import MAX_BODY_BYTES
+
+    app, port = live_server
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    method, template = data.draw(st.sampled_from(_route_targets(app)), label="route")
+    path = template.replace("{index}", quote(str(data.draw(st.integers(-5, 10**6) | st.text(max_size=6)))))
+    path = path.replace("{path:path}", quote(data.draw(st.sampled_from(["app.js", "../app.py", "x", ""]))))
+    query = data.draw(st.dictionaries(st.sampled_from(["n", "k", "seed", "label", "invert", "q"]),
+                                      st.integers(-10, 10**4).map(str) | st.text(max_size=5), max_size=3))
+    if query:
+        path += "?" + "&".join(f"{k}={quote(v)}" for k, v in query.items())
+    kind = data.draw(st.sampled_from(["json", "bytes", "big"]), label="body")
+    body = {
+        "json": lambda: json.dumps(data.draw(_JSON)).encode(),
+        "bytes": lambda: data.draw(st.binary(max_size=2048)),
+        "big": lambda: b"\x89PNG" + b"\0" * data.draw(st.integers(MAX_BODY_BYTES - 8, MAX_BODY_BYTES + 8)),
+    }[kind]()
+    headers = {"Content-Type": data.draw(st.sampled_from(
+        ["application/json", "image/png", "image/jpeg", "text/plain", "multipart/form-data; boundary=x"])
+        | _HEADER_VALUE)}
+    headers.update(data.draw(st.dictionaries(_TOKEN.map(lambda t: "x-" + t), _HEADER_VALUE, max_size=3)))
+    framing = data.draw(st.sampled_from(["length", "chunked", "none", "lie-low", "lie-high", "huge"]))
+    if framing == "length":
+        parts = [body]
+        headers["Content-Length"] = str(len(body))
+    elif framing == "chunked" or framing == "huge":
+        headers["Transfer-Encoding"] = "chunked"
+        pieces = data.draw(st.integers(1, 5))
+        step = -(-len(body) // pieces) or 1
+        parts = _huge_chunked(30 * 2**20) if framing == "huge" else chunked(
+            [body[i : i + step] for i in range(0, len(body), step)])
+    elif framing == "none":
+        parts = []
+    elif framing == "lie-low":  # declares fewer bytes than sent: the rest is a second, garbage request
+        headers["Content-Length"] = str(data.draw(st.integers(0, len(body))))
+        parts = [body]
+    else:  # declares more than is sent: no answer is due until the rest arrives; the client gives up
+        headers["Content-Length"] = str(len(body) + data.draw(st.integers(1, 1000)))
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(head(method, path, headers) + body)
+        parts = None
+    if parts is not None:
+        status, answer = raw_request(port, head(method, path, headers), parts)
+        assert 200 <= status < 500, answer[:300]
+        if framing in ("chunked", "huge") and len(body) > MAX_BODY_BYTES or framing == "huge":
+            assert status == 413, answer[:300]
+    peak_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert peak_growth_mb < 256, f"peak memory grew by {peak_growth_mb:.0f} MB on one request"
+    normal = json.dumps({"z": [0.0] * 8}).encode()
+    ok, answer = raw_request(port, head("POST", "/decode", {"Content-Type": "application/json",
+                                                            "Content-Length": str(len(normal))}), [normal])
+    assert ok == 200 and b'"image":"data:image/png;base64,' in answer
+    ok, answer = raw_request(port, head("GET", "/info", {}))
+    assert ok == 200 and b'"latent_dim":8' in answer

@@ -9,6 +9,7 @@ encode, interpolate, sample and reconstruct on request. Inputs are checked here;
 from __future__ import annotations
 
 import json
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,19 @@ class Explorer:
         return None if points is None else points[0]
 
     def latent_of_point(self, point: list[float]) -> torch.Tensor:
-        """The latent a map point stands for (for PCA: the mean plus the point in the top-2 plane)."""
-        return torch.as_tensor(self.projection.inverse(np.asarray([point])), dtype=torch.float32)[0]
+        """The latent a map point stands for (for PCA: the mean plus the point in the top-2 plane),
+        held to the same bounds as a ``z`` sent directly (finite, |z_i| <= MAX_ABS_Z): a point far
+        off the map would otherwise decode an overflowed or absurd latent into a blank image."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.asarray(self.projection.inverse(np.asarray([point], dtype=np.float64)))[0]
+        largest = float(np.max(np.abs(z))) if np.isfinite(z).all() else math.inf
+        if largest > MAX_ABS_Z:
+            size = "is not finite" if math.isinf(largest) else f"has |z_i| up to {largest:.4g}"
+            raise ExplorerInputError(
+                f"point {list(point)} stands for a latent that {size}; latents must hold finite numbers "
+                f"with |z_i| <= {MAX_ABS_Z:g}: pick a point nearer the map"
+            )
+        return torch.as_tensor(z, dtype=torch.float32)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
