@@ -31,6 +31,7 @@ websocket = pytest.importorskip(
 
 from test_server import train_tiny  # noqa: E402
 
+import vaekit  # noqa: E402
 from vaekit.server import create_app  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("VAEKIT_CHROMIUM", "/usr/bin/chromium"))
@@ -152,7 +153,10 @@ class Browser:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The explorer on a free 127.0.0.1 port, served by uvicorn in a thread; stopped at the end."""
-    run = os.environ.get("VAEKIT_EXPLORER_RUN") or train_tiny(tmp_path_factory.getbasetemp(), "explorer-run")
+    run = os.environ.get("VAEKIT_EXPLORER_RUN")
+    if not run:  # a tiny run with `vaekit evaluate`'s numbers (seed, K, bpd, seconds) for the facts tab
+        run = train_tiny(tmp_path_factory.getbasetemp(), "explorer-evaluated-run")
+        vaekit.evaluate(run, nll_samples=20)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -270,6 +274,18 @@ def test_explorer_page_in_chromium(server, browser, tmp_path):
     b.click_element('.tabs button[data-tab="facts"]')
     assert b.js("document.querySelectorAll('#kl-chart rect').length") == b.js(f"{state}.info.latent_dim")
     assert '"latent_dim"' in b.js("document.getElementById('config').textContent")
+    # the metrics table stays in its column (it used to spill over the KL chart); counts print as
+    # integers and every number has its own unit
+    rect = "(() => {{ const r = document.getElementById('{}').getBoundingClientRect(); " \
+           "return [r.left, r.right, r.top, r.bottom]; }})()"
+    table, chart = (b.js(rect.format(i)) for i in ("metrics-table", "kl-chart"))
+    assert table[1] <= chart[0] or table[3] <= chart[2], (table, chart)
+    cells = b.js("Object.fromEntries([...document.querySelectorAll('#metrics-table tr[data-key]')]"
+                 ".map((r) => [r.dataset.key, [...r.cells].map((c) => c.textContent)]))")
+    evaluation = b.js(f"{state}.info.evaluation.test")
+    assert cells["seed"][2] == str(evaluation["seed"]) == "0"  # it printed as 0.000
+    assert cells["n"][2] == str(evaluation["n"]) and cells["K"][2] == "20"
+    assert cells["bpd"][1] == "bits/dim" and cells["seconds"][1] == "s" and cells["elbo"][1] == "nats"
     b.screenshot(shots / "explorer-facts.png")
 
     latencies = b.js(f"{state}.latencies")

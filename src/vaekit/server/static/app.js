@@ -521,6 +521,31 @@ function setupDrawPad() {
 
 // ---- model facts ------------------------------------------------------------------------------------
 
+// evaluation.json's numbers: what each is called, its unit (per example unless a count or a time)
+const METRICS = {
+  elbo: ["ELBO", "nats"],
+  recon: ["reconstruction −E log p(x|z)", "nats"],
+  kl: ["KL(q(z|x) ‖ p(z))", "nats"],
+  nll: ["NLL −log p(x)", "nats"],
+  nll_sem: ["NLL standard error", "nats"],
+  bpd: ["NLL in bits per dimension", "bits/dim"],
+  active_units: ["active latent units", "count"],
+  active_threshold: ["activity threshold", ""],
+  K: ["importance samples K", "count"],
+  n: ["examples", "count"],
+  seed: ["seed", ""],
+  seconds: ["evaluation time", "s"],
+};
+const COUNTS = new Set(["active_units", "K", "n", "seed"]);
+const metricOrder = (k) => (k in METRICS ? Object.keys(METRICS).indexOf(k) : 1000);
+
+function formatMetric(key, v) {
+  if (typeof v !== "number") return v === undefined || v === null ? "" : String(v);
+  if (COUNTS.has(key) || (Number.isInteger(v) && !(key in METRICS))) return String(v);
+  if (key === "seconds") return v.toFixed(1);
+  return fmt(v, 3);
+}
+
 function renderFacts() {
   const info = state.info;
   const facts = [
@@ -542,12 +567,16 @@ function renderFacts() {
   if (!splits.length) {
     table.append(el("tr", {}, [el("td", { text: "no evaluation.json in the run folder yet" })]));
   } else {
+    // one row per number (a split per column keeps the table narrow), each with its own unit
     const keys = [...new Set(splits.flatMap((s) => Object.keys(info.evaluation[s])))]
-      .filter((k) => splits.some((s) => typeof info.evaluation[s][k] === "number"));
-    table.append(el("tr", {}, [el("th", { text: "split" }), ...keys.map((k) => el("th", { text: k }))]));
-    for (const s of splits) {
-      table.append(el("tr", {}, [el("td", { text: s }),
-        ...keys.map((k) => el("td", { class: "num", text: info.evaluation[s][k] === undefined ? "" : fmt(info.evaluation[s][k], 3) }))]));
+      .filter((k) => splits.some((s) => typeof info.evaluation[s][k] === "number"))
+      .sort((a, b) => metricOrder(a) - metricOrder(b));
+    table.append(el("tr", {}, [el("th", { text: "" }), el("th", { text: "unit" }),
+      ...splits.map((s) => el("th", { class: "num", text: s }))]));
+    for (const k of keys) {
+      const [name, unit] = METRICS[k] || [k, ""];
+      table.append(el("tr", { "data-key": k }, [el("td", { text: name }), el("td", { class: "muted", text: unit }),
+        ...splits.map((s) => el("td", { class: "num", text: formatMetric(k, info.evaluation[s][k]) }))]));
     }
   }
   $("config").textContent = JSON.stringify(info.config, null, 2);
