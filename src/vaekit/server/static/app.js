@@ -534,15 +534,18 @@ const METRICS = {
   K: ["importance samples K", "count"],
   n: ["examples", "count"],
   seed: ["seed", ""],
-  seconds: ["evaluation time", "s"],
+  wall_seconds: ["evaluation time (wall)", "s"],
+  cpu_seconds: ["evaluation time (CPU)", "s"],
+  seconds: ["evaluation time", "s"],  // evaluation.json files written before wall/CPU were split
 };
+const SECONDS = new Set(["wall_seconds", "cpu_seconds", "seconds"]);
 const COUNTS = new Set(["active_units", "K", "n", "seed"]);
 const metricOrder = (k) => (k in METRICS ? Object.keys(METRICS).indexOf(k) : 1000);
 
 function formatMetric(key, v) {
   if (typeof v !== "number") return v === undefined || v === null ? "" : String(v);
   if (COUNTS.has(key) || (Number.isInteger(v) && !(key in METRICS))) return String(v);
-  if (key === "seconds") return v.toFixed(1);
+  if (SECONDS.has(key)) return v.toFixed(1);
   return fmt(v, 3);
 }
 
