@@ -31,7 +31,7 @@ from vaekit.data import load_dataset
 from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_model
 from vaekit.models import build_model
-from vaekit.training import run_dir as rd
+from vaekit.runs import folder as rd
 from vaekit.training.trainer import pick_device
 
 

@@ -26,7 +26,7 @@ from _common import require_mnist, save_result
 import vaekit
 from vaekit.data import DataSet, load_dataset
 from vaekit.data.transforms import eval_view
-from vaekit.objectives import mmd
+from vaekit.parts.objectives import mmd
 
 
 @torch.no_grad()

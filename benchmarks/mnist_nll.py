@@ -39,9 +39,9 @@ from vaekit.errors import VaekitError
 from vaekit.evaluation import evaluate_model, save_evaluation_plots
 from vaekit.evaluation.likelihood import ROWS_PER_CALL
 from vaekit.models import build_model
-from vaekit.objectives import iwae_bound
-from vaekit.report import record_evaluation, render_report
-from vaekit.training.trainer import read_metrics
+from vaekit.parts.objectives import iwae_bound
+from vaekit.runs.metrics import read_metrics
+from vaekit.runs.report import record_evaluation, render_report
 
 PAPER_EPOCHS = 3280
 SPEED_ONLY = {"train.threads"}  # settings that change a row's speed, not its numbers (--reuse ignores them)

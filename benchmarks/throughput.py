@@ -72,7 +72,8 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
     ``settings``: extra KEY=VALUE config overrides (e.g. train.precision=fp32)."""
     from vaekit.config import make_config
     from vaekit.data import DataSet, Split
-    from vaekit.training.trainer import Trainer, read_metrics
+    from vaekit.runs.metrics import read_metrics
+    from vaekit.training.trainer import Trainer
 
     class Timed(Trainer):
         def finish(self) -> None:  # the loop is what is timed; record the peak, skip the pictures

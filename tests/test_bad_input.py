@@ -20,9 +20,9 @@ from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
 from vaekit.errors import DataError
-from vaekit.sizes import FLOAT_BYTES, memory_bytes
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import save_tensors
+from vaekit.models.sizes import FLOAT_BYTES, memory_bytes
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import save_tensors
 
 QUICK = (
     "--train.epochs 1 --train.progress false --train.threads 1 --train.device cpu --model.hidden [8] "

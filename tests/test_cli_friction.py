@@ -10,7 +10,7 @@ import pytest
 
 from vaekit.cli import build_parser, main
 from vaekit.config import DEFAULT_PRESET, make_config, presets
-from vaekit.report import REPORT_EPOCHS, epochs_to_show
+from vaekit.runs.report import REPORT_EPOCHS, epochs_to_show
 
 QUICK = ["--train.epochs", "2", "--model.hidden", "[32]", "--train.progress", "false", "--train.threads", "1"]
 
@@ -104,7 +104,7 @@ def test_the_report_shows_first_last_best_and_a_few_epochs_between():
 
 
 def test_report_md_of_a_long_run_is_short(run):
-    from vaekit.report import render_report
+    from vaekit.runs.report import render_report
 
     lines = [json.dumps(r) for r in _records(200)]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")

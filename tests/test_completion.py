@@ -1,4 +1,4 @@
-"""Conditional completion (vaekit.completion) with every likelihood and model kind on tiny untrained
+"""Conditional completion (vaekit.models.completion) with every likelihood and model kind on tiny untrained
 models of scikit-learn's 8x8 digits (17 grey levels): the per-dimension log-probs it scores the
 observed entries with, what it returns, and what it refuses."""
 
@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 from torch.distributions import MultivariateNormal
 
-from vaekit.completion import complete, per_dim_log_prob
 from vaekit.config import Config
 from vaekit.data import load_dataset
 from vaekit.data.transforms import to_unit
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
+from vaekit.models.completion import complete, per_dim_log_prob
 
 LIKELIHOODS = {
     "bernoulli": {},

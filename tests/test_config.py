@@ -81,7 +81,7 @@ def test_any_override_gives_a_config_or_a_config_error(key, value):
 def test_the_size_estimate_counts_the_parameters_the_model_has(preset):
     """parameter_count builds on the meta device; it must count what the real model holds."""
     from vaekit.models import build_model
-    from vaekit.sizes import parameter_count
+    from vaekit.models.sizes import parameter_count
 
     cfg = make_config(preset=preset)
     shape = (1, 8, 8) if preset.startswith("digits") else (1, 28, 28)

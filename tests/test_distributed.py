@@ -14,9 +14,9 @@ import torch.multiprocessing as mp
 
 from vaekit.config import make_config
 from vaekit.data import DataSet, Split
-from vaekit.posteriors import GaussianPosterior
+from vaekit.parts.posteriors import GaussianPosterior
+from vaekit.runs.checkpoint import load_tensors
 from vaekit.training import distributed
-from vaekit.training.checkpoint import load_tensors
 from vaekit.training.guard import DivergenceGuard
 from vaekit.training.trainer import Trainer
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from vaekit.distributions import (
+from vaekit.errors import ConfigError
+from vaekit.parts.distributions import (
     BernoulliLikelihood,
     DiagonalGaussian,
     DiscretizedLogisticMixture,
@@ -20,8 +21,7 @@ from vaekit.distributions import (
     build_likelihood,
     log_prob_repeated,
 )
-from vaekit.errors import ConfigError
-from vaekit.priors import StandardNormal, kl_diag_gaussian_standard_normal
+from vaekit.parts.priors import StandardNormal, kl_diag_gaussian_standard_normal
 
 
 def test_bernoulli_log_prob_matches_scipy():

@@ -12,14 +12,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import MultivariateNormal, Normal
 
-from vaekit.distributions import GaussianLikelihood
 from vaekit.evaluation import bits_per_dim, evaluate_model, importance_sample, iwae_ks
 from vaekit.evaluation.metrics import bpd_convention
 from vaekit.models import VAE
 from vaekit.nets.mlp import MLPDecoder, MLPEncoder
-from vaekit.objectives import Terms
-from vaekit.posteriors import GaussianPosterior
-from vaekit.priors import StandardNormal
+from vaekit.parts.distributions import GaussianLikelihood
+from vaekit.parts.objectives import Terms
+from vaekit.parts.posteriors import GaussianPosterior
+from vaekit.parts.priors import StandardNormal
 
 D, d, SIGMA = 6, 3, 0.5
 

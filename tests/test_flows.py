@@ -10,8 +10,8 @@ import torch
 from torch.autograd.functional import jacobian
 
 from vaekit.errors import ConfigError
-from vaekit.flows import IAF, MADE
-from vaekit.posteriors import IAFPosterior, build_posterior
+from vaekit.parts.flows import IAF, MADE
+from vaekit.parts.posteriors import IAFPosterior, build_posterior
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> None:

@@ -13,8 +13,8 @@ import torch
 import vaekit
 from vaekit.config import make_config
 from vaekit.errors import CheckpointError
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import load_tensors
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import load_tensors
 from vaekit.training.trainer import Trainer
 
 TINY = {

@@ -20,7 +20,7 @@ from vaekit.data.base import DataSet, Split
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import HierarchicalVAE, build_model
 from vaekit.models.hierarchical import SOFTPLUS_ONE
-from vaekit.objectives import elbo_loss, iwae_loss
+from vaekit.parts.objectives import elbo_loss, iwae_loss
 from vaekit.training.trainer import Trainer
 
 DIGITS = {"model.kind": "hierarchical", "model.net": "mlp", "model.hidden": [32], "train.progress": False,

@@ -21,7 +21,7 @@ import torch
 
 from vaekit.data import load_dataset
 from vaekit.errors import CheckpointError
-from vaekit.training.checkpoint import load_tensors
+from vaekit.runs.checkpoint import load_tensors
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN_ARGS = (

@@ -9,7 +9,7 @@ import torch
 
 from vaekit.config import Config
 from vaekit.models import build_model
-from vaekit.objectives import Terms, elbo_loss, iwae_bound, iwae_loss, kl_weight
+from vaekit.parts.objectives import Terms, elbo_loss, iwae_bound, iwae_loss, kl_weight
 
 
 def _terms(k=4, b=3, d=2, seed=0):

@@ -12,6 +12,7 @@ import torch
 import vaekit
 from vaekit.config import make_config, parse_value
 from vaekit.data import DataSet, Split
+from vaekit.data.transforms import bernoulli_from_thresholds, bernoulli_thresholds
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.training import performance as perf
@@ -126,18 +127,18 @@ def test_bernoulli_thresholds_are_exact_for_8_bit_data():
     """P(r < t) = (t + 2^31) / 2^32 for r uniform on int32: x / 255 to within 2^-32, 0 and 1 exact
     up to that 2^-32 at x = 255; floats in [0, 1] give the same thresholds."""
     x = torch.arange(256, dtype=torch.uint8).view(1, 256)
-    t = perf.bernoulli_thresholds(x)
+    t = bernoulli_thresholds(x)
     assert t.dtype == torch.int32
     p = (t.double() + 2**31) / 2**32
     assert p[0, 0] == 0 and 0 < 1 - p[0, 255] <= 2**-32
     assert ((p - x.double() / 255).abs() <= 2**-32).all()
-    assert torch.equal(perf.bernoulli_thresholds(x.double() / 255), t)
+    assert torch.equal(bernoulli_thresholds(x.double() / 255), t)
 
 
 def test_bernoulli_from_thresholds_is_bernoulli():
     torch.manual_seed(0)
     p = torch.tensor([0.0, 1.0, 0.25, 0.9, 0.5]).repeat(20001, 1)  # an odd number of pixels
-    x = perf.bernoulli_from_thresholds(perf.bernoulli_thresholds(p))
+    x = bernoulli_from_thresholds(bernoulli_thresholds(p))
     assert x.dtype == torch.float32 and x.shape == p.shape and set(x.unique().tolist()) <= {0.0, 1.0}
     freq = x.mean(0)
     assert freq[0] == 0 and freq[1] == 1
@@ -219,7 +220,7 @@ def test_streaming_from_disk_gives_the_same_run_as_in_memory(tmp_path):
 
 
 def test_streaming_refuses_what_it_cannot_stream(tmp_path):
-    from vaekit.training.streaming import open_folder_stream
+    from vaekit.data.streaming import open_folder_stream
 
     with pytest.raises(ConfigError, match="folder:PATH"):
         open_folder_stream(make_config(overrides={"train.streaming": True}))

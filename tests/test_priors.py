@@ -11,13 +11,13 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-import vaekit.priors as priors_module
+import vaekit.parts.priors as priors_module
 from vaekit.config import Config
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
-from vaekit.priors import MixtureOfGaussians, VampPrior, build_prior
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import load_tensors
+from vaekit.parts.priors import MixtureOfGaussians, VampPrior, build_prior
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import load_tensors
 
 
 def _scipy_mixture(z: np.ndarray, loc: np.ndarray, scale: np.ndarray, log_w: np.ndarray) -> np.ndarray:

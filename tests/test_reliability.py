@@ -21,9 +21,9 @@ from vaekit.config import make_config
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
 from vaekit.errors import CheckpointError, DiskFullError, DivergenceError
-from vaekit.training import checkpoint as ck
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import atomic_write_bytes, load_tensors, save_tensors
+from vaekit.runs import checkpoint as ck
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import atomic_write_bytes, load_tensors, save_tensors
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

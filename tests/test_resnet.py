@@ -11,7 +11,7 @@ from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.nets import build_nets
 from vaekit.nets.resnet import ResBlock, ResNetDecoder, ResNetEncoder
-from vaekit.objectives import elbo_loss
+from vaekit.parts.objectives import elbo_loss
 
 
 @pytest.mark.parametrize("shape, channels", [((1, 28, 28), [8, 16]), ((3, 32, 32), [8, 16, 16])])

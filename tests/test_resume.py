@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from vaekit.cli import main
-from vaekit.report import record_evaluation
-from vaekit.training.checkpoint import load_tensors
+from vaekit.runs.checkpoint import load_tensors
+from vaekit.runs.report import record_evaluation
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN = ["--preset", "digits-mlp", "--train.epochs", "3", "--model.hidden", "[16]", "--model.latent_dim", "4",

@@ -14,7 +14,7 @@ from scipy import integrate
 from vaekit.config import Config, make_config, set_dotted
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
-from vaekit.objectives import (
+from vaekit.parts.objectives import (
     elbo_loss,
     iwae_loss,
     kernel_matrix,

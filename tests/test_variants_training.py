@@ -15,7 +15,7 @@ from vaekit.data import load_dataset
 from vaekit.data.transforms import eval_view, to_unit
 from vaekit.evaluation import active_units, evaluate_elbo, posterior_means
 from vaekit.models import build_model
-from vaekit.objectives import make_loss, mmd
+from vaekit.parts.objectives import make_loss, mmd
 
 QUICK = {"train.progress": False, "train.threads": 1, "model.hidden": [64, 32], "train.epochs": 20}
 

@@ -20,7 +20,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import the public API on first use, so ``import vaekit.distributions`` stays light."""
+    """Import the public API on first use, so ``import vaekit.parts.distributions`` stays light."""
     if name in _LAZY:
         import importlib
 

@@ -19,8 +19,8 @@ from vaekit.data import DataSet, load_dataset
 from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_model, save_evaluation_plots
 from vaekit.models import VAE
-from vaekit.report import record_evaluation, render_report
-from vaekit.training import run_dir as rd
+from vaekit.runs import folder as rd
+from vaekit.runs.report import record_evaluation, render_report
 from vaekit.training.trainer import Trainer, pick_device
 
 load = rd.load

@@ -275,7 +275,7 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     import torch
 
     from vaekit.api import load
-    from vaekit.sizes import FLOAT_BYTES, check_fits, event_values
+    from vaekit.models.sizes import FLOAT_BYTES, check_fits, event_values
 
     if ns.n < 1:
         raise ConfigError(f"-n must be >= 1 (the number of samples), got {ns.n}", "give e.g. -n 64")
@@ -341,7 +341,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 def _os_error(e: OSError) -> VaekitError:
     """A file-system error (permissions, missing folder, full disk) as a short message."""
-    from vaekit.training.checkpoint import as_disk_full
+    from vaekit.runs.checkpoint import as_disk_full
 
     where = f" ({e.filename})" if e.filename else ""
     return as_disk_full(e, e.filename or "a file") or VaekitError(

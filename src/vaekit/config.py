@@ -168,7 +168,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        from vaekit.objectives import check_objective  # imported here: it brings in torch
+        from vaekit.parts.objectives import check_objective  # imported here: it brings in torch
 
         cfg = _build(cls, d, "")
         check_objective(cfg.objective, cfg.model)

@@ -39,3 +39,28 @@ def eval_view(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
     check_mode(mode)
     u = to_unit(x)
     return u if mode == "none" else static_binarize(u, seed)
+
+
+def bernoulli_thresholds(x: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+    """Probabilities as int32 thresholds t, P(r < t) = p for r uniform on the int32 range: the form in
+    which dynamically binarized training data are kept. 8-bit data (p = x / 255) map exactly,
+    t = floor(x 2^32 / 255) - 2^31; floats in [0, 1] through float64; p = 1 gives 1 - 2^-32."""
+    out = torch.empty(x.shape, dtype=torch.int32, device=x.device)
+    for i in range(0, x.shape[0], rows):
+        part = x[i : i + rows]
+        if part.dtype == torch.uint8:
+            t = part.long().mul_(2**32).div_(255, rounding_mode="floor")
+        else:
+            t = part.double().mul_(2.0**32).floor_()
+        out[i : i + rows] = t.sub_(2**31).clamp_(max=2**31 - 1)
+    return out
+
+
+def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
+    """x ~ Bernoulli(p) as fp32 0/1 from ``bernoulli_thresholds``: 1[r < t] with 32 random bits per
+    pixel, two per full-range int64 draw of the default generator: about half the CPU time of
+    1[u < p] with a 24-bit uniform float u per pixel, and finer (2^-32 instead of 2^-24). The 0/1
+    bytes are read as uint8 for the float conversion: from bool it takes six times as long on CPU."""
+    n = t.numel()
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
+    return (bits.view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from vaekit.errors import ConfigError
 from vaekit.evaluation.noise import CounterNoise
-from vaekit.objectives import Terms
+from vaekit.parts.objectives import Terms
 from vaekit.progress import reporter
 
 IWAE_KS = (1, 5, 50, 500, 5000)  # the k of the reported IWAE bounds (those <= K, plus K itself)

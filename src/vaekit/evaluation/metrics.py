@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vaekit.distributions import BernoulliLikelihood
 from vaekit.errors import DataError
 from vaekit.evaluation.diagnostics import (
     ACTIVE_THRESHOLD,
@@ -20,6 +19,7 @@ from vaekit.evaluation.diagnostics import (
     posterior_means,
 )
 from vaekit.evaluation.likelihood import importance_sample
+from vaekit.parts.distributions import BernoulliLikelihood
 
 
 def bits_per_dim(nll: float, dims: int, discrete: bool, levels: int | None) -> float | None:

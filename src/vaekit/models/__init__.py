@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from vaekit.config import ModelConfig
-from vaekit.distributions import build_likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.hierarchical import HierarchicalVAE, build_hierarchical
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets
-from vaekit.posteriors import build_posterior
-from vaekit.priors import build_prior
+from vaekit.parts.distributions import build_likelihood
+from vaekit.parts.posteriors import build_posterior
+from vaekit.parts.priors import build_prior
 
 
 def build_model(

@@ -40,14 +40,14 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, constraints, kl_divergence
 
 from vaekit.config import ModelConfig
-from vaekit.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets, choose_net
 from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
 from vaekit.nets.resnet import fits_resnet
-from vaekit.objectives import Terms
-from vaekit.priors import Prior
+from vaekit.parts.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
+from vaekit.parts.objectives import Terms
+from vaekit.parts.priors import Prior
 
 # softplus(SOFTPLUS_ONE) = 1: a zero residual leaves the posterior equal to the prior
 SOFTPLUS_ONE = math.log(math.e - 1)

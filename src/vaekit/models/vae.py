@@ -1,6 +1,6 @@
 """The composed VAE: encoder net -> posterior -> z -> decoder net -> likelihood, with a prior.
 
-The model returns per-example terms (``Terms``); objectives in ``vaekit.objectives`` turn them
+The model returns per-example terms (``Terms``); objectives in ``vaekit.parts.objectives`` turn them
 into a loss. Optional conditioning on a label y (CVAE, Sohn et al. 2015) feeds a one-hot y to both
 encoder and decoder.
 """
@@ -12,11 +12,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Distribution
 
-from vaekit.distributions import log_prob_repeated
 from vaekit.errors import DataError
 from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
-from vaekit.objectives import Terms
-from vaekit.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
+from vaekit.parts.distributions import log_prob_repeated
+from vaekit.parts.objectives import Terms
+from vaekit.parts.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
 
 
 class VAE(nn.Module):
@@ -137,8 +137,8 @@ class VAE(nn.Module):
         self, x: torch.Tensor, observed: torch.Tensor, y: torch.Tensor | None = None, k: int = 500
     ) -> torch.Tensor:
         """x with its unobserved entries (``observed`` False) filled in from p(x_missing | x_observed);
-        see ``vaekit.completion.complete``."""
-        from vaekit.completion import complete
+        see ``vaekit.models.completion.complete``."""
+        from vaekit.models.completion import complete
 
         observed = as_tensor(observed, "observed")
         x = as_tensor(x, "x")

@@ -20,10 +20,10 @@ import torch
 from vaekit.api import load_split
 from vaekit.errors import DataError
 from vaekit.evaluation import evaluate_elbo
-from vaekit.report import EVALUATION
+from vaekit.runs import folder as rd
+from vaekit.runs.report import EVALUATION
 from vaekit.server.images import image_to_input, open_image
 from vaekit.server.projection import Projection, fit_projection
-from vaekit.training import run_dir as rd
 
 MAX_POINTS = 2000
 MAX_ABS_Z = 1000.0

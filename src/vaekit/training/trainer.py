@@ -20,31 +20,38 @@ import torch
 
 from vaekit.config import Config
 from vaekit.data import DataSet, load_dataset
-from vaekit.data.transforms import check_mode, eval_view, static_binarize, to_unit
+from vaekit.data.streaming import open_folder_stream
+from vaekit.data.transforms import (
+    bernoulli_from_thresholds,
+    bernoulli_thresholds,
+    check_mode,
+    eval_view,
+    static_binarize,
+    to_unit,
+)
 from vaekit.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from vaekit.evaluation import evaluate_elbo
+from vaekit.evaluation.outputs import write_outputs
 from vaekit.models import VAE, build_model
-from vaekit.objectives import make_loss
+from vaekit.models.sizes import check_model_fits, event_values
+from vaekit.parts.objectives import make_loss
 from vaekit.paths import refuse_outside_links
 from vaekit.progress import reporter
-from vaekit.sizes import check_model_fits, event_values
-from vaekit.training import distributed
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import (
-    disk_full_as_error,
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
     remove_stale_temps,
     save_tensors,
 )
+from vaekit.runs.metrics import append_metrics, read_metrics
+from vaekit.training import distributed
 from vaekit.training.epoch_sums import EpochSums
 from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
 from vaekit.training.performance import (
     Forward,
-    bernoulli_from_thresholds,
-    bernoulli_thresholds,
     build_optimizer,
     flush_denormals,
     make_policy,
@@ -52,7 +59,6 @@ from vaekit.training.performance import (
     prepare_model,
     tune_backends,
 )
-from vaekit.training.streaming import open_folder_stream
 
 VAEKIT_FILES = (
     rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT, rd.POLICY,
@@ -553,8 +559,6 @@ class Trainer:
 
     def finish(self) -> None:
         """Final weights, pictures and report (rank 0 writes them)."""
-        from vaekit.report import write_outputs
-
         if not self.world.main:
             return
         if self.cfg.train.early_stop_patience and (self.out / rd.MODEL).is_file():
@@ -566,18 +570,3 @@ class Trainer:
         write_outputs(self.out, self.model, self.cfg, self.data, self.device)
 
 
-def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with disk_full_as_error(path), open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Metric records; a torn last line (crash mid-write) is ignored."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out

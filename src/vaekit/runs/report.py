@@ -1,5 +1,5 @@
-"""What a finished run leaves for a person: sample and reconstruction grids, curves, and a
-Markdown report that is re-rendered from the files in the run folder whenever they change."""
+"""report.md and evaluation.json: the Markdown report is re-rendered from the files in the run folder
+(config, metrics, evaluation, pictures) whenever they change."""
 
 from __future__ import annotations
 
@@ -9,16 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from vaekit.config import Config, ModelConfig
-from vaekit.data import DataSet
-from vaekit.data.transforms import eval_view
-from vaekit.evaluation import evaluate_elbo
-from vaekit.models import VAE
-from vaekit.training import run_dir as rd
-from vaekit.training.checkpoint import atomic_write_text
-from vaekit.viz import save_curves, save_grid, save_pairs
+from vaekit.config import ModelConfig
+from vaekit.runs import folder as rd
+from vaekit.runs.checkpoint import atomic_write_text
+from vaekit.runs.metrics import read_metrics
 
 EVALUATION = "evaluation.json"
 # the report's evaluation table, in this order (nats per example, except bpd, counts and seed)
@@ -28,44 +23,6 @@ EVALUATION_PLOTS = {
     "evaluation-iwae.png": "IWAE bound against k",
     "evaluation-kl.png": "KL per latent dimension",
 }
-
-
-def sample_images(model: VAE, n: int, seed: int, num_classes: int | None) -> torch.Tensor:
-    """n samples (likelihood means) under a fixed seed; per class, in rows, for a conditional model."""
-    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    y = None
-    if model.num_classes:
-        y = torch.arange(n, device=g.device) % model.num_classes
-    return model.sample(n, y=y, generator=g)
-
-
-def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: torch.device) -> None:
-    """Samples, reconstructions, test-set ELBO, curves and report for a trained model."""
-    out = Path(out)
-    samples = sample_images(model, cfg.train.num_samples, cfg.train.seed, data.num_classes)
-    x_test = eval_view(data.test.x, cfg.data.binarize, cfg.data.binarize_seed)
-    y_test = data.test.y
-    if data.kind == "image":
-        save_grid(samples, out / "samples.png")
-        xs = x_test[:32].to(device)
-        ys = None if y_test is None else y_test[:32].to(device)
-        save_pairs(xs, model.reconstruct(xs, ys), out / "reconstructions.png", n=32)
-    else:
-        np.save(out / "samples.npy", samples.cpu().numpy())
-    if len(data.test):
-        test = evaluate_elbo(model, x_test, y_test, cfg.train.eval_batch_size, cfg.data.binarize_seed)
-        record_evaluation(out, "test", test)
-    records = read_metrics_safe(out / rd.METRICS)
-    if records:
-        save_curves(records, out / "curves.png")
-    render_report(out)
-
-
-@torch.no_grad()
-def read_metrics_safe(path: Path) -> list[dict[str, Any]]:
-    from vaekit.training.trainer import read_metrics
-
-    return read_metrics(path) if path.is_file() else []
 
 
 def record_evaluation(out: Path, split: str, metrics: dict[str, Any]) -> None:
@@ -155,7 +112,7 @@ def render_report(out: Path) -> Path:
     """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
     out = Path(out)
     cfg, info = rd.read_config(out)
-    records = read_metrics_safe(out / rd.METRICS)
+    records = read_metrics(out / rd.METRICS) if (out / rd.METRICS).is_file() else []
     evaluation = json.loads((out / EVALUATION).read_text()) if (out / EVALUATION).is_file() else {}
     m = cfg.model
     latent = m.latent_dim

@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from torch.distributions import Distribution, constraints
 
-from vaekit.distributions import DiagonalGaussian
 from vaekit.errors import ConfigError
-from vaekit.flows import IAF
+from vaekit.parts.distributions import DiagonalGaussian
+from vaekit.parts.flows import IAF
 
 
 class GaussianPosterior(nn.Module):

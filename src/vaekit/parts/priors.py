@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vaekit.distributions import LOG_2PI, DiagonalGaussian
 from vaekit.errors import ConfigError
+from vaekit.parts.distributions import LOG_2PI, DiagonalGaussian
 
 # a mixture's log-density is evaluated in row chunks of at most this many numbers [rows, K, d]
 _CHUNK_NUMBERS = 1 << 24

@@ -12,7 +12,7 @@ import torch
 
 from vaekit.config import Config
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.training.checkpoint import (
+from vaekit.runs.checkpoint import (
     FORMAT_VERSION,
     atomic_write_text,
     is_stale_temp,
@@ -144,7 +144,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the trained model of a run folder (weights from model.safetensors, or from the
     latest checkpoint of an unfinished run), in eval mode."""
     from vaekit.models import build_model
-    from vaekit.sizes import check_model_fits
+    from vaekit.models.sizes import check_model_fits
 
     run = Path(run_dir)
     cfg, info = read_config(run)

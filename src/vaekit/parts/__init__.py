@@ -1,0 +1,1 @@
+"""The parts a model is composed of: likelihoods, priors, posteriors, flows and objectives."""
