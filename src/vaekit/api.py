@@ -120,7 +120,7 @@ def evaluate(
     x, y = load_split(run_dir, split)
     if examples is not None:
         x, y = x[:examples], None if y is None else y[:examples]
-    levels = 2 if cfg.data.binarize != "none" else info.levels
+    levels = 2 if cfg.data.binarize != "none" else info.schema.levels
     res = {"split": split, **evaluate_model(
         model, x, y, nll_samples, batch_size, sample_chunk, seed, levels, progress
     )}

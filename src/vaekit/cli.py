@@ -22,30 +22,70 @@ from vaekit.errors import ConfigError, VaekitError
 
 
 def _field_help(cls: type) -> dict[str, str]:
-    """The trailing comment of each field in a config dataclass's source: its help text."""
-    out = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
+    """The trailing comment of each field in a config dataclass's source (and its bases'): its help."""
+    out: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        for line in inspect.getsource(klass).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+    return out
+
+
+def _config_options(cls: type, prefix: str) -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) of every option under a config class. A part section gives its
+    name (key ``SECTION.name``) and the options of every registered part of its kind, each key once,
+    saying which parts take it."""
+    from vaekit import registry
+    from vaekit.config import PartConfig
+
+    hints, helps = typing.get_type_hints(cls), _field_help(cls)
+    out: list[tuple[str, str, Any]] = []
+    for f in dataclasses.fields(cls):
+        key, kind = prefix + f.name, f.metadata.get("part")
+        if kind:
+            names = registry.names(kind)
+            out.append((key + ".name", f"{helps.get(f.name, kind)}; choices: {' | '.join(names)}",
+                        f.default_factory().name))
+            takers: dict[str, list[str]] = {}
+            options: dict[str, tuple[str, dict[str, Any]]] = {}
+            for name in names:
+                for sub, help_, value in _config_options(registry.lookup(kind, name).Config, key + "."):
+                    takers.setdefault(sub, []).append(name)
+                    options.setdefault(sub, (help_, {}))[1][name] = value
+            for sub, (help_, values) in options.items():
+                direct = sub.count(".") == key.count(".") + 1
+                shown = set(map(repr, values.values()))
+                value = next(iter(values.values())) if len(shown) == 1 else "; ".join(
+                    f"{v} ({n})" for n, v in values.items())
+                out.append((sub, f"{help_} [{', '.join(takers[sub])}]" if direct else help_, value))
+        elif f.name == "name" and issubclass(cls, PartConfig):
+            continue  # the section's own name: given above, with the choices
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out += _config_options(hints[f.name], key + ".")
+        else:
+            value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            out.append((key, helps.get(f.name, ""), value))
     return out
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --SECTION.KEY option per config key (a part's name also as --SECTION: '--model.prior vamp')."""
     from vaekit.config import Config
 
-    for sec in dataclasses.fields(Config):
-        cls = typing.get_type_hints(Config)[sec.name]
-        group = p.add_argument_group(f"{sec.name} options ({cls.__doc__.strip()})")
-        helps = _field_help(cls)
-        default = cls()
-        for f in dataclasses.fields(cls):
-            key = f"{sec.name}.{f.name}"
-            value = getattr(default, f.name)
-            shown = "" if value is None else f" (default: {value})"
-            group.add_argument(
-                f"--{key}", dest=key, default=argparse.SUPPRESS, metavar="V", help=helps[f.name] + shown
-            )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for key, help_, value in _config_options(Config, ""):
+        section = key.rsplit(".", 1)[0] if "." in key else "run"
+        if key.endswith(".name") and key.count(".") > 1:
+            section = key.rsplit(".", 2)[0]
+        if section not in groups:
+            groups[section] = p.add_argument_group(f"{section} options")
+        flags = [f"--{key}"]
+        if key.endswith(".name") and key not in ("data.name", "objective.name"):
+            flags.append(f"--{key[: -len('.name')]}")
+        shown = "" if value is None else f" (default: {value})"
+        groups[section].add_argument(*flags, dest=key, default=argparse.SUPPRESS, metavar="V",
+                                     help=help_ + shown)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from vaekit import registry
 from vaekit.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -38,47 +39,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require_seed("data.binarize_seed", self.binarize_seed)
-        _require("data.valid_fraction", self.valid_fraction, 0 <= self.valid_fraction < 1, "in [0, 1)")
-
-
-@dataclass
-class ModelConfig:
-    """The parts of the VAE: backbone, posterior, prior and likelihood."""
-
-    kind: str = "vae"  # vae | hierarchical (top-down stochastic layers of sizes model.latent_dims)
-    latent_dim: int = 16  # size of the latent vector z (vae)
-    latent_dims: list[int] = field(default_factory=list)  # hierarchical: units per layer, top layer first
-    latent_channels: list[int] = field(default_factory=list)  # hierarchical: latent maps below those layers
-    net: str = "auto"  # auto | mlp | conv | resnet (28x28, 32x32; auto's choice for hierarchical)
-    hidden: list[int] = field(default_factory=lambda: [512, 256])  # MLP widths (conv, resnet: head width)
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv channels per stride-2 stage
-    res_blocks: int = 1  # resnet: residual blocks after each stride-2 stage
-    activation: str = "relu"  # relu | gelu | elu | silu | tanh
-    likelihood: str = "bernoulli"  # bernoulli | gaussian | logistic-mixture
-    likelihood_scale: str = "global"  # gaussian: fixed | global | per-pixel
-    likelihood_sigma: float = 0.1  # gaussian: the fixed or initial standard deviation
-    mixture_components: int = 5  # logistic-mixture: components per dimension
-    prior: str = "normal"  # normal | mog (learned Gaussian mixture) | vamp (VampPrior: pseudo-inputs)
-    prior_components: int = 50  # mog: mixture components; vamp: pseudo-inputs
-    posterior: str = "gaussian"  # gaussian (diagonal, reparameterized) | iaf (+ autoregressive flow)
-    flow_steps: int = 2  # iaf: autoregressive flow steps
-    flow_hidden: int = 256  # iaf: width of the two masked hidden layers of each step
-    flow_context: int = 32  # iaf: size of the context vector h the encoder passes to every step
-    conditional: bool = False  # condition encoder and decoder on the label y (CVAE)
-
-    def __post_init__(self) -> None:
-        at_least = {"latent_dim": 1, "res_blocks": 0, "mixture_components": 1, "prior_components": 1,
-                    "flow_steps": 1, "flow_hidden": 1, "flow_context": 1}
-        for name, low in at_least.items():
-            _require(f"model.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
-        _require("model.likelihood_sigma", self.likelihood_sigma, self.likelihood_sigma > 0, "> 0")
-        for name in ("latent_dims", "latent_channels", "hidden", "channels"):
-            sizes = getattr(self, name)
-            if any(n < 1 for n in sizes):
-                raise ConfigError(
-                    f"config key 'model.{name}' holds sizes that must each be >= 1, got {sizes}",
-                    f"give model.{name} positive sizes, e.g. [256, 128]",
-                )
+        require("data.valid_fraction", self.valid_fraction, 0 <= self.valid_fraction < 1, "in [0, 1)")
 
 
 @dataclass
@@ -98,7 +59,7 @@ class ObjectiveConfig:
         at_least = {"beta": 0, "warmup_epochs": 0, "free_bits": 0, "samples": 1, "tc_weight": 0,
                     "mmd_weight": 0}
         for name, low in at_least.items():
-            _require(f"objective.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
+            require(f"objective.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
 
 
 @dataclass
@@ -133,9 +94,9 @@ class TrainConfig:
                     "max_rollbacks": 0, "weight_decay": 0, "grad_clip": 0, "num_workers": 0,
                     "max_minutes": 0}
         for name, low in at_least.items():
-            _require(f"train.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
-        _require("train.lr", self.lr, self.lr > 0, "> 0")
-        _require("train.lr_backoff", self.lr_backoff, 0 < self.lr_backoff <= 1, "in (0, 1]")
+            require(f"train.{name}", getattr(self, name), getattr(self, name) >= low, f">= {low}")
+        require("train.lr", self.lr, self.lr > 0, "> 0")
+        require("train.lr_backoff", self.lr_backoff, 0 < self.lr_backoff <= 1, "in (0, 1]")
         _require_seed("train.seed", self.seed)
 
 
@@ -144,10 +105,17 @@ SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy's generators take seeds in [
 
 def _require_seed(key: str, value: int) -> None:
     """ConfigError unless a seed fits what torch.manual_seed and numpy accept."""
-    _require(key, value, 0 <= value <= SEED_MAX, f"in [0, 2**63 - 1 = {SEED_MAX}]")
+    require(key, value, 0 <= value <= SEED_MAX, f"in [0, 2**63 - 1 = {SEED_MAX}]")
 
 
-def _require(key: str, value: Any, ok: bool, what: str) -> None:
+def require_sizes(key: str, sizes: list[int]) -> None:
+    """ConfigError unless every size in a list of layer sizes is >= 1."""
+    if any(n < 1 for n in sizes):
+        raise ConfigError(f"config key '{key}' holds sizes that must each be >= 1, got {sizes}",
+                          f"give {key} positive sizes, e.g. [256, 128]")
+
+
+def require(key: str, value: Any, ok: bool, what: str) -> None:
     """ConfigError unless ``ok`` holds and a float ``value`` is finite."""
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
         raise ConfigError(f"config key '{key}' must be a finite number {what}, got {value!r}",
@@ -155,43 +123,100 @@ def _require(key: str, value: Any, ok: bool, what: str) -> None:
 
 
 @dataclass
+class PartConfig:
+    """The config of one registered part: ``name`` picks the part; the subclass each part declares
+    (``Config`` on the part's class) adds its own options."""
+
+    name: str = ""
+
+
+def part(kind: str, default: str) -> Any:
+    """A config field holding the config of a part of ``kind``, by default the part ``default``."""
+    return field(default_factory=lambda: part_config(kind, default), metadata={"part": kind})
+
+
+def part_config(kind: str, name: str, values: dict[str, Any] | None = None, prefix: str = "") -> PartConfig:
+    """The typed config of the part registered as (kind, name), from a mapping of its options."""
+    cls = registry.lookup(kind, name).Config
+    return _build(cls, {**(values or {}), "name": name}, prefix)
+
+
+@dataclass
 class Config:
-    """One run: data + model + objective + train."""
+    """One run: data + model + objective + train, and the plugin modules that register its parts."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: PartConfig = part("model", "vae")  # the model structure
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they register their parts
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        from vaekit.parts.objectives import check_objective  # imported here: it brings in torch
+        if isinstance(d, dict) and isinstance(d.get("plugins"), list | str):
+            registry.load_plugins(_convert(d["plugins"], list[str], "plugins"))
+        return _build(cls, d, "")
 
-        cfg = _build(cls, d, "")
-        check_objective(cfg.objective, cfg.model)
-        return cfg
+
+def describe(cfg: PartConfig) -> str:
+    """A part config in one line: 'vae (latent_dim 20, net mlp (hidden [400], activation relu), ...)'."""
+    items = []
+    for f in dataclasses.fields(cfg):
+        if f.name != "name":
+            v = getattr(cfg, f.name)
+            items.append(f"{f.name} {describe(v) if isinstance(v, PartConfig) else v}")
+    return cfg.name + (f" ({', '.join(items)})" if items else "")
 
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _part_kind(f: dataclasses.Field) -> str | None:
+    return f.metadata.get("part")
+
+
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
-    """Every dotted key a config accepts, e.g. 'model.latent_dim'."""
+    """Every dotted key a config accepts, e.g. 'model.latent_dim', 'model.prior.components': under a
+    part, the options of every registered part of its kind."""
     keys = []
     for f in dataclasses.fields(cls):
-        t = _hints(cls)[f.name]
-        if dataclasses.is_dataclass(t):
-            keys += all_keys(t, f"{prefix}{f.name}.")
+        kind = _part_kind(f)
+        if kind:
+            sub: list[str] = []
+            for name in registry.names(kind):
+                sub += all_keys(registry.lookup(kind, name).Config, f"{prefix}{f.name}.")
+            keys += sorted(set(sub), key=sub.index)
+        elif dataclasses.is_dataclass(_hints(cls)[f.name]):
+            keys += all_keys(_hints(cls)[f.name], f"{prefix}{f.name}.")
         else:
             keys.append(prefix + f.name)
     return keys
 
 
+def part_sections(cls: type = Config, prefix: str = "") -> dict[str, str]:
+    """Dotted section -> part kind for every part field: {'model': 'model', 'model.prior': 'prior', ...}
+    (the nested parts of every registered model)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        kind = _part_kind(f)
+        key = prefix + f.name
+        if kind:
+            out[key] = kind
+            for name in registry.names(kind):
+                out.update(part_sections(registry.lookup(kind, name).Config, key + "."))
+        elif dataclasses.is_dataclass(_hints(cls)[f.name]):
+            out.update(part_sections(_hints(cls)[f.name], key + "."))
+    return out
+
+
 def _unknown(key: str, valid: list[str]) -> ConfigError:
+    if key in RENAMED:
+        return ConfigError(f"config key '{key}' is now '{RENAMED[key]}' (config format {CONFIG_FORMAT})",
+                           f"write {RENAMED[key]} instead")
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(valid)
     return ConfigError(f"unknown config key '{key}'", hint)
@@ -247,17 +272,88 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
             "write it as 'key: value' lines in YAML",
         )
     hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in d.items():
-        if k not in names:
-            raise _unknown(prefix + str(k), [prefix + n for n in sorted(names)] + all_keys())
-        t = hints[k]
-        if dataclasses.is_dataclass(t):
-            kwargs[k] = _build(t, v, f"{prefix}{k}.")
+        if k not in fields:
+            err = _unknown(prefix + str(k), [prefix + n for n in sorted(fields)] + all_keys())
+            if issubclass(cls, PartConfig) and prefix + str(k) not in RENAMED:
+                err = ConfigError(f"{err.problem} (the {prefix.rstrip('.')} part {d.get('name')!r} has "
+                                  f"no option {k!r})", err.hint)
+            raise err
+        kind = _part_kind(fields[k])
+        if kind:
+            kwargs[k] = _build_part(kind, v, fields[k], f"{prefix}{k}.")
+        elif dataclasses.is_dataclass(hints[k]):
+            kwargs[k] = _build(hints[k], v, f"{prefix}{k}.")
         else:
-            kwargs[k] = _convert(v, t, prefix + k)
+            kwargs[k] = _convert(v, hints[k], prefix + k)
     return cls(**kwargs)
+
+
+def _build_part(kind: str, v: Any, f: dataclasses.Field, prefix: str) -> PartConfig:
+    """A part section: a name ('prior: vamp') or a mapping with an optional name and the options."""
+    v = {"name": v} if isinstance(v, str) else v
+    if not isinstance(v, dict) or not isinstance(v.get("name", ""), str):
+        raise ConfigError(f"config section '{prefix.rstrip('.')}' must be a {kind} name or a mapping "
+                          f"with a 'name', got {v!r}", f"write e.g. '{prefix.rstrip('.')}: {{name: ...}}'")
+    name = v.get("name") or f.default_factory().name
+    return part_config(kind, name, {n: x for n, x in v.items() if n != "name"}, prefix)
+
+
+CONFIG_FORMAT = 2  # the config layout config.json holds; 1 was one flat model section (vaekit 0.1)
+# format-1 keys of the model section and where they live now (a hint when an old key is used)
+RENAMED = {
+    "model.kind": "model.name",
+    "model.hidden": "model.net.hidden (mlp) or model.net.width (conv, resnet)",
+    "model.channels": "model.net.channels",
+    "model.res_blocks": "model.net.blocks",
+    "model.activation": "model.net.activation",
+    "model.likelihood_scale": "model.likelihood.scale",
+    "model.likelihood_sigma": "model.likelihood.sigma",
+    "model.mixture_components": "model.likelihood.components",
+    "model.prior_components": "model.prior.components",
+    "model.flow_steps": "model.posterior.steps",
+    "model.flow_hidden": "model.posterior.hidden",
+    "model.flow_context": "model.posterior.context",
+}
+
+
+def migrate_v1(d: dict[str, Any], event_shape: tuple[int, ...]) -> dict[str, Any]:
+    """A format-1 config (one flat model section, with the defaults of that version filled in, as
+    config.json holds it) as format 2: each part its own section with only its own options.
+    ``event_shape`` resolves the old ``net: auto`` the way that version did."""
+    old = {"kind": "vae", "latent_dim": 16, "latent_dims": [], "latent_channels": [], "net": "auto",
+           "hidden": [512, 256], "channels": [32, 64], "res_blocks": 1, "activation": "relu",
+           "likelihood": "bernoulli", "likelihood_scale": "global", "likelihood_sigma": 0.1,
+           "mixture_components": 5, "prior": "normal", "prior_components": 50, "posterior": "gaussian",
+           "flow_steps": 2, "flow_hidden": 256, "flow_context": 32, "conditional": False,
+           **d.get("model", {})}
+    width = old["hidden"][0] if old["hidden"] else 256
+    net = old["net"]
+    if net == "auto":
+        image = len(event_shape) == 3
+        square_28_32 = image and event_shape[1] == event_shape[2] and event_shape[1] in (28, 32)
+        net = "resnet" if old["kind"] == "hierarchical" and square_28_32 else (
+            "conv" if image and min(event_shape[1:]) >= 16 else "mlp")
+    nets = {"mlp": {"hidden": old["hidden"]}, "conv": {"channels": old["channels"], "width": width},
+            "resnet": {"channels": old["channels"], "width": width, "blocks": old["res_blocks"]}}
+    likelihood = {"gaussian": {"scale": old["likelihood_scale"], "sigma": old["likelihood_sigma"]},
+                  "logistic-mixture": {"components": old["mixture_components"]}}.get(old["likelihood"], {})
+    model: dict[str, Any] = {
+        "name": old["kind"],
+        "conditional": old["conditional"],
+        "net": {"name": net, "activation": old["activation"], **nets.get(net, {})},
+        "likelihood": {"name": old["likelihood"], **likelihood},
+    }
+    if old["kind"] == "hierarchical":
+        model.update(latent_dims=old["latent_dims"], latent_channels=old["latent_channels"], width=width)
+    else:
+        components = {"components": old["prior_components"]} if old["prior"] in ("mog", "vamp") else {}
+        flow = {"steps": old["flow_steps"], "hidden": old["flow_hidden"], "context": old["flow_context"]}
+        model.update(latent_dim=old["latent_dim"], prior={"name": old["prior"], **components},
+                     posterior={"name": old["posterior"], **(flow if old["posterior"] == "iaf" else {})})
+    return {**d, "model": model}
 
 
 class _AliasRefused(yaml.YAMLError):
@@ -311,17 +407,37 @@ def _looks_float(text: str) -> bool:
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    """Set d['a']['b'] = value for key 'a.b'; a bare section name sets its 'name' ('--data mnist')."""
+    """Set d['a']['b'] = value for key 'a.b'. A section that picks a part by name takes the name itself
+    ('--model.prior vamp', '--data mnist', '--objective iwae'); a new part drops the options of the
+    part it replaces that it does not have (iaf's steps when the posterior becomes gaussian)."""
+    sections = part_sections()
     parts = key.split(".")
-    if len(parts) == 1 and parts[0] in ("data", "objective"):
+    if key in sections or key in ("data", "objective"):
         parts.append("name")
     valid = all_keys()
     if ".".join(parts) not in valid:
         raise _unknown(key, valid)
     node = d
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
+    for i, p in enumerate(parts[:-1]):
+        child = node.get(p)
+        child = {"name": child} if isinstance(child, str) else child if isinstance(child, dict) else {}
+        node[p] = node = child
+        section = ".".join(parts[: i + 1])
+        if section in sections and parts[i + 1:] == ["name"] and node.get("name") not in (None, value):
+            keep = _options_of(sections[section], value, section)
+            for other in [n for n in node if n != "name" and f"{section}.{n}" not in keep]:
+                del node[other]
     node[parts[-1]] = value
+
+
+def _options_of(kind: str, name: Any, section: str) -> set[str]:
+    """The dotted keys the part ``name`` accepts under ``section`` (none when there is no such part:
+    the build then names the unknown part)."""
+    try:
+        cls = registry.lookup(kind, name).Config
+    except ConfigError:
+        return set()
+    return set(all_keys(cls, section + "."))
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

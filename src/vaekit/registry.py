@@ -85,6 +85,13 @@ def load_plugins(modules: Iterable[str]) -> None:
         _loaded.add(module)
 
 
+def has(kind: str, name: str) -> bool:
+    """Whether ``name`` is registered already (without importing the built-in packages first: for
+    a package registering its own parts while it is imported)."""
+    _check_kind(kind)
+    return name in _TABLE[kind]
+
+
 def names(kind: str) -> list[str]:
     """The registered names of one kind, sorted."""
     _check_kind(kind)
@@ -108,4 +115,6 @@ def lookup(kind: str, name: str) -> Any:
     )
 
 
-__all__ = ["ENTRY_POINT_GROUP", "KINDS", "load_builtins", "load_plugins", "lookup", "names", "register"]
+__all__ = [
+    "ENTRY_POINT_GROUP", "KINDS", "has", "load_builtins", "load_plugins", "lookup", "names", "register",
+]

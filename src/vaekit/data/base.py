@@ -1,12 +1,15 @@
 """The in-memory data set every loader returns: three splits of tensors plus what the model needs to
-know about them (event shape, value levels, classes)."""
+know about them, its ``schema`` (kind, event shape, value levels, classes, columns, vocabulary)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
+
+from vaekit.schema import Column, DataSchema
 
 
 @dataclass
@@ -34,13 +37,29 @@ class DataSet:
     train: Split
     valid: Split
     test: Split
-    kind: Literal["image", "table"]
+    kind: Literal["image", "table", "sequence"]
     levels: int | None = 256
     num_classes: int | None = None
+    columns: tuple[Column, ...] = ()  # a table's columns, when the source knows them
+    vocabulary: tuple[str, ...] = ()  # a token sequence's vocabulary
 
     @property
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+    @cached_property
+    def schema(self) -> DataSchema:
+        """What the data is, as the parts check it and a run saves it; ``unit_interval`` from the
+        values (8-bit data map to [0, 1]; floats are looked at)."""
+        return DataSchema(self.kind, self.event_shape, self.levels, self._unit_interval(), self.num_classes,
+                          self.columns, self.vocabulary)
+
+    def _unit_interval(self) -> bool:
+        for s in (self.train, self.valid, self.test):
+            x = s.x
+            if x.is_floating_point() and len(x) and (float(x.min()) < 0 or float(x.max()) > 1):
+                return False
+        return True
 
     def split(self, name: str) -> Split:
         if name not in ("train", "valid", "test"):

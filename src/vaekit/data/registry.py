@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vaekit import registry
 from vaekit.data.base import DataSet
 from vaekit.data.cifar import load_cifar10
 from vaekit.data.digits import load_digits_dataset
@@ -28,47 +29,59 @@ from vaekit.errors import DataError
 
 Loader = Callable[..., DataSet]
 
-_NAMED: dict[str, Loader] = {
+_BUILTIN: dict[str, Loader] = {
     "digits": lambda data_dir, seed, valid_fraction, test_fraction: load_digits_dataset(
         valid_fraction, test_fraction
     ),
     "mnist": lambda data_dir, **_: load_idx_dataset("mnist", data_dir),
     "fashion-mnist": lambda data_dir, **_: load_idx_dataset("fashion-mnist", data_dir),
     "cifar10": lambda data_dir, **_: load_cifar10(data_dir),
-}
-_PREFIXED: dict[str, Loader] = {
     "npz:": lambda path, data_dir, **kw: load_npz(path, **kw),
     "folder:": lambda path, data_dir, **kw: load_folder(path, **kw),
 }
 
 
 def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    name = name.strip().lower()
+    return name if name.endswith(":") else name.replace("_", "-")
 
 
 def register(name: str, loader: Loader, *, overwrite: bool = False) -> None:
-    """Make ``load_dataset(name)`` call ``loader``; a name ending in ':' registers a prefix.
+    """Make ``load_dataset(name)`` call ``loader`` (a ``data`` part in ``vaekit.registry``); a name
+    ending in ':' registers a prefix.
 
     A named loader is called as ``loader(data_dir=, seed=, valid_fraction=, test_fraction=)``,
     a prefix loader as ``loader(rest_of_spec, data_dir=, seed=, valid_fraction=,
-    test_fraction=)``; both return a DataSet.
+    test_fraction=)``; both return a DataSet (whose ``schema`` says what the data is).
     """
     if not isinstance(name, str) or not _key(name).strip(":"):
         raise DataError(f"cannot register a data set under the name {name!r}", "use a short name")
     if not callable(loader):
         raise DataError(f"the loader for {name!r} is not callable", "pass a function")
-    table, key = (_PREFIXED, name.strip().lower()) if name.endswith(":") else (_NAMED, _key(name))
-    if key in table and not overwrite:
+    key = _key(name)
+    if registry.has("data", key) and not overwrite:
         raise DataError(
             f"a data set named {key!r} is already registered",
             "pick another name, or pass overwrite=True to replace it",
         )
-    table[key] = loader
+    registry.register("data", key, overwrite=True)(loader)
+
+
+for _name, _loader in _BUILTIN.items():
+    register(_name, _loader)
+
+
+def _named() -> list[str]:
+    return [n for n in registry.names("data") if not n.endswith(":")]
+
+
+def _prefixes() -> list[str]:
+    return [n for n in registry.names("data") if n.endswith(":")]
 
 
 def available_datasets() -> list[str]:
     """The registered names, then the prefixed forms (``npz:PATH``, ``folder:PATH``, ...)."""
-    return sorted(_NAMED) + sorted(f"{p}PATH" for p in _PREFIXED)
+    return _named() + [f"{p}PATH" for p in _prefixes()]
 
 
 def load_dataset(
@@ -86,14 +99,15 @@ def load_dataset(
     spec = spec.strip() if isinstance(spec, str) else spec
     if not isinstance(spec, str) or not spec:
         raise DataError(f"data spec {spec!r} is empty", _choices())
-    for prefix, loader in _PREFIXED.items():
+    for prefix in _prefixes():
+        loader = registry.lookup("data", prefix)
         if spec.lower().startswith(prefix):
             rest = spec[len(prefix) :]
             if not rest:
                 raise DataError(f"data spec {spec!r} has no path", f"write {prefix}PATH")
             return _checked(spec, loader(rest, **options))
-    if _key(spec) in _NAMED:
-        return _checked(spec, _NAMED[_key(spec)](**options))
+    if _key(spec) in _named():
+        return _checked(spec, registry.lookup("data", _key(spec))(**options))
     raise DataError(f"unknown data set {spec!r}", _suggestion(spec) + _choices())
 
 
@@ -107,7 +121,7 @@ def _checked(spec: str, result: object) -> DataSet:
 
 
 def _suggestion(spec: str) -> str:
-    close = difflib.get_close_matches(_key(spec), list(_NAMED), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(_key(spec), _named(), n=1, cutoff=0.5)
     if close:
         return f"did you mean {close[0]!r}? "
     path = Path(spec).expanduser()
@@ -120,6 +134,6 @@ def _suggestion(spec: str) -> str:
 
 def _choices() -> str:
     return (
-        f"use one of: {', '.join(sorted(_NAMED))}; or a prefix: "
-        f"{', '.join(f'{p}PATH' for p in sorted(_PREFIXED))}"
+        f"use one of: {', '.join(_named())}; or a prefix: "
+        f"{', '.join(f'{p}PATH' for p in _prefixes())}"
     )

@@ -19,7 +19,7 @@ from vaekit.evaluation.diagnostics import (
     posterior_means,
 )
 from vaekit.evaluation.likelihood import importance_sample
-from vaekit.parts.distributions import BernoulliLikelihood
+from vaekit.parts.likelihoods import BernoulliLikelihood
 
 
 def bits_per_dim(nll: float, dims: int, discrete: bool, levels: int | None) -> float | None:

@@ -32,22 +32,24 @@ posterior then snaps onto the prior within a hundred steps (KL -> 0) before the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Distribution, constraints, kl_divergence
 
-from vaekit.config import ModelConfig
+from vaekit.config import PartConfig, part, require, require_sizes
 from vaekit.errors import ConfigError
-from vaekit.models.vae import VAE
-from vaekit.nets import build_nets, choose_net
+from vaekit.models.vae import VAE, label_classes
+from vaekit.nets import build_nets
 from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
-from vaekit.nets.resnet import fits_resnet
-from vaekit.parts.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
+from vaekit.parts.distributions import DiagonalGaussian, log_prob_repeated
+from vaekit.parts.likelihoods import Likelihood, build_likelihood
 from vaekit.parts.objectives import Terms
 from vaekit.parts.priors import Prior
+from vaekit.registry import register
+from vaekit.schema import DataSchema
 
 # softplus(SOFTPLUS_ONE) = 1: a zero residual leaves the posterior equal to the prior
 SOFTPLUS_ONE = math.log(math.e - 1)
@@ -304,9 +306,53 @@ class MapDecoder(nn.Module):
         return self.body(s)
 
 
+@register("model", "hierarchical")
 class HierarchicalVAE(VAE):
     """A VAE whose prior is the top-down path over L stochastic layers (``TopDown``), whose posterior
-    walks the same path (``TopDownPosterior``), and whose decoder reads the path's last state."""
+    walks the same path (``TopDownPosterior``), and whose decoder reads the path's last state. Its
+    prior and posterior are its own, so its config has no prior or posterior section."""
+
+    @dataclass
+    class Config(PartConfig):
+        latent_dims: list[int] = field(default_factory=lambda: [32])  # units per vector layer, top first
+        latent_channels: list[int] = field(default_factory=list)  # latent maps below those layers
+        width: int = 256  # width of the bottom-up summary, the top-down path and its heads
+        conditional: bool = False  # condition the bottom-up and decoder nets on the label y
+        net: PartConfig = part("net", "resnet")  # the backbone
+        likelihood: PartConfig = part("likelihood", "bernoulli")  # p(x|z), per example
+
+        def __post_init__(self) -> None:
+            if not self.latent_dims:
+                raise ConfigError("the hierarchical model needs model.latent_dims, units per layer",
+                                  "set e.g. model.latent_dims=[16,16] (top layer first)")
+            require_sizes("model.latent_dims", self.latent_dims)
+            require_sizes("model.latent_channels", self.latent_channels)
+            require("model.width", self.width, self.width >= 1, ">= 1")
+
+    @classmethod
+    def build(cls, cfg: Config, schema: DataSchema) -> HierarchicalVAE:
+        cond_dim = label_classes(cfg.conditional, schema)
+        likelihood = build_likelihood(cfg.likelihood, schema)
+        dims, channels, width = cfg.latent_dims, cfg.latent_channels, cfg.width
+        if channels and cfg.net.name not in ("conv", "resnet"):
+            raise ConfigError(
+                f"model.latent_channels puts latent maps on the decoder's first feature map, but the "
+                f"{cfg.net.name} backbone has none",
+                "use model.net=resnet (or conv) on image data, or set model.latent_channels=[]",
+            )
+        backbone, decoder = build_nets(cfg.net, schema, width, width, likelihood.head_shape(schema), cond_dim)
+        map_shape = None
+        if channels:
+            map_shape = decoder.start
+            decoder = MapDecoder(decoder.body, map_shape[0], cond_dim)
+        activation = cfg.net.activation
+        bottom_up = BottomUp(backbone, width, len(dims), activation, len(channels))
+        top_down = TopDown(dims, width, activation, channels, map_shape)
+        model = cls(bottom_up, top_down, decoder, likelihood, schema.event_shape, cond_dim)
+        he_init(model, activation)
+        for layer in top_down.layers:
+            layer.init_heads()
+        return model
 
     def __init__(
         self,
@@ -361,50 +407,6 @@ class HierarchicalVAE(VAE):
         )
 
 
-def build_hierarchical(
-    cfg: ModelConfig, event_shape: tuple[int, ...], likelihood: Likelihood, cond_dim: int
-) -> HierarchicalVAE:
-    """Assemble the hierarchical model; its prior and posterior are its own, so others are refused."""
-    dims = cfg.latent_dims
-    if not dims or min(dims) < 1:
-        raise ConfigError(
-            f"model.kind=hierarchical needs model.latent_dims, units per layer >= 1 (got {dims})",
-            "set e.g. model.latent_dims=[16,16] (top layer first)",
-        )
-    for key, value, own in (("prior", cfg.prior, "normal"), ("posterior", cfg.posterior, "gaussian")):
-        if value != own:
-            raise ConfigError(
-                f"model.{key}={value!r} cannot be combined with model.kind=hierarchical: its prior is the "
-                "top-down path (N(0, I) on the top layer) and its posterior the residual Gaussian one "
-                "that walks the same path",
-                f"set model.{key}={own}, or model.kind=vae to use model.{key}={value}",
-            )
-    channels = cfg.latent_channels  # each >= 1: ModelConfig checks the sizes
-    width = cfg.hidden[0] if cfg.hidden else 256
-    net = choose_net("resnet" if cfg.net == "auto" and fits_resnet(event_shape) else cfg.net, event_shape)
-    if channels and net not in ("conv", "resnet"):
-        raise ConfigError(
-            f"model.latent_channels puts latent maps on the decoder's first feature map, but the {net} "
-            "backbone has none",
-            "use model.net=resnet (or conv) on image data, or set model.latent_channels=[]",
-        )
-    backbone, decoder = build_nets(
-        net, event_shape, width, width, likelihood.params_per_dim, cfg.hidden, cfg.channels,
-        cfg.activation, cond_dim, cfg.res_blocks,
-    )
-    map_shape = None
-    if channels:
-        map_shape = decoder.start
-        decoder = MapDecoder(decoder.body, map_shape[0], cond_dim)
-    bottom_up = BottomUp(backbone, width, len(dims), cfg.activation, len(channels))
-    top_down = TopDown(dims, width, cfg.activation, channels, map_shape)
-    model = HierarchicalVAE(bottom_up, top_down, decoder, likelihood, event_shape, cond_dim)
-    he_init(model, cfg.activation)
-    for layer in top_down.layers:
-        layer.init_heads()
-    return model
-
-
 def he_init(model: nn.Module, activation: str) -> None:
     """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
     zero biases for every linear layer of ``model``: nn.Linear ([out, in] weights) and the MLP nets'
@@ -419,6 +421,5 @@ def he_init(model: nn.Module, activation: str) -> None:
 
 __all__ = [
     "BottomUp", "HierarchicalVAE", "MapDecoder", "StochasticLayer", "TopDown", "TopDownPosterior",
-    "build_hierarchical",
     "he_init",
 ]

@@ -8,8 +8,9 @@ import os
 
 import torch
 
-from vaekit.config import ModelConfig
+from vaekit.config import PartConfig
 from vaekit.errors import ConfigError
+from vaekit.schema import DataSchema
 
 FLOAT_BYTES = 4
 TRAIN_COPIES = 4  # weights, gradients and Adam's two moments, per parameter
@@ -23,15 +24,13 @@ def memory_bytes(device: str | torch.device = "cpu") -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def parameter_count(
-    cfg: ModelConfig, event_shape: tuple[int, ...], levels: int | None, num_classes: int | None
-) -> int:
+def parameter_count(cfg: PartConfig, schema: DataSchema) -> int:
     """Parameters of the model the config builds for this data, counted on the meta device (no
     memory is allocated)."""
     from vaekit.models import build_model
 
     with torch.device("meta"):
-        model = build_model(cfg, tuple(event_shape), levels, num_classes)
+        model = build_model(cfg, schema)
     return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
 
 
@@ -48,23 +47,21 @@ def check_fits(what: str, need: int, device: str | torch.device, fix: str) -> No
 
 
 def check_model_fits(
-    cfg: ModelConfig,
-    event_shape: tuple[int, ...],
-    levels: int | None,
-    num_classes: int | None,
+    cfg: PartConfig,
+    schema: DataSchema,
     device: str | torch.device = "cpu",
     batch_values: int = 0,
     training: bool = False,
 ) -> int:
     """Refuse a model (plus ``batch_values`` floats of one batch) too large for the device's memory;
     returns the parameter count. Training counts each parameter TRAIN_COPIES times."""
-    params = parameter_count(cfg, event_shape, levels, num_classes)
+    params = parameter_count(cfg, schema)
     need = params * FLOAT_BYTES * (TRAIN_COPIES if training else 1) + batch_values * FLOAT_BYTES
     check_fits(
-        f"a model of {params:,} parameters for data of shape {tuple(event_shape)}"
+        f"a model of {params:,} parameters for data of shape {schema.event_shape}"
         + (f" with batches of {batch_values:,} values" if batch_values else ""),
         need, device,
-        "make the model smaller (model.latent_dim, model.hidden, model.channels, ...) or the batch "
+        "make the model smaller (model.latent_dim, model.net.hidden, model.net.channels, ...) or the batch "
         "(train.batch_size, objective.samples)",
     )
     return params

@@ -7,21 +7,66 @@ encoder and decoder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Distribution
 
-from vaekit.errors import DataError
+from vaekit.config import PartConfig, part, require
+from vaekit.errors import ConfigError, DataError
 from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
+from vaekit.nets import build_nets
 from vaekit.parts.distributions import log_prob_repeated
+from vaekit.parts.likelihoods import build_likelihood
 from vaekit.parts.objectives import Terms
-from vaekit.parts.priors import Prior, StandardNormal, kl_diag_gaussian_standard_normal
+from vaekit.parts.posteriors import build_posterior
+from vaekit.parts.priors import Prior, StandardNormal, build_prior, kl_diag_gaussian_standard_normal
+from vaekit.registry import register
+from vaekit.schema import DataSchema
 
 
+def label_classes(conditional: bool, schema: DataSchema) -> int:
+    """The one-hot size a conditional model feeds its nets (0 when not conditional)."""
+    if not conditional:
+        return 0
+    if not schema.num_classes:
+        raise ConfigError(
+            "model.conditional is set but the data set has no labels",
+            "use labelled data (npz with y_train, folder with class sub-folders) or unset it",
+        )
+    return schema.num_classes
+
+
+@register("model", "vae")
 class VAE(nn.Module):
     """A VAE assembled from parts. ``forward`` takes a float batch [B, *event_shape]; the public
     methods also take numpy arrays or lists and check them (``vaekit.models.inputs``)."""
+
+    @dataclass
+    class Config(PartConfig):
+        latent_dim: int = 16  # size of the latent vector z
+        conditional: bool = False  # condition encoder and decoder on the label y (CVAE)
+        net: PartConfig = part("net", "mlp")  # the backbone
+        likelihood: PartConfig = part("likelihood", "bernoulli")  # p(x|z), per example
+        prior: PartConfig = part("prior", "normal")  # p(z)
+        posterior: PartConfig = part("posterior", "gaussian")  # q(z|x)
+
+        def __post_init__(self) -> None:
+            require("model.latent_dim", self.latent_dim, self.latent_dim >= 1, ">= 1")
+
+    @classmethod
+    def build(cls, cfg: Config, schema: DataSchema) -> VAE:
+        """Encoder net -> posterior -> z -> decoder net -> likelihood, with the prior, for this data."""
+        cond = label_classes(cfg.conditional, schema)
+        likelihood = build_likelihood(cfg.likelihood, schema)
+        posterior = build_posterior(cfg.posterior, schema, cfg.latent_dim)
+        prior = build_prior(cfg.prior, schema, cfg.latent_dim, conditional=bool(cond))
+        encoder, decoder = build_nets(
+            cfg.net, schema, cfg.latent_dim, posterior.params_dim, likelihood.head_shape(schema), cond
+        )
+        return cls(encoder, posterior, prior, decoder, likelihood, schema.event_shape, cond)
 
     def __init__(
         self,

@@ -1,67 +1,132 @@
-"""Backbones mapping tensors to tensors, chosen from the data's shape."""
+"""Backbones mapping tensors to tensors, sized from the data's schema; each registered as a ``net``.
+
+A net part builds an (encoder, decoder) pair: the encoder maps x [B, *event] (+ a condition) to
+``encoder_out`` numbers, the decoder maps z [N, latent_dim] (+ condition) to the likelihood's head
+shape. ``build(cfg, schema, latent_dim=, encoder_out=, head_shape=, cond_dim=)``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch.nn as nn
 
+from vaekit import registry
+from vaekit.config import PartConfig, require, require_sizes
 from vaekit.errors import ConfigError
 from vaekit.nets.conv import ConvDecoder, ConvEncoder
 from vaekit.nets.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
 from vaekit.nets.resnet import ResNetDecoder, ResNetEncoder
+from vaekit.registry import register
+from vaekit.schema import DataSchema
+
+Pair = tuple[nn.Module, nn.Module]
 
 
-def choose_net(net: str, event_shape: tuple[int, ...]) -> str:
-    """'auto' picks conv for images of side >= 16 whose sides divide by 4, else mlp."""
-    if net == "auto":
-        is_image = len(event_shape) == 3
-        return "conv" if is_image and min(event_shape[1:]) >= 16 else "mlp"
-    return net
-
-
-def build_nets(
-    net: str,
-    event_shape: tuple[int, ...],
-    latent_dim: int,
-    encoder_out: int,
-    params_per_dim: int,
-    hidden: list[int],
-    channels: list[int],
-    activation: str,
-    cond_dim: int = 0,
-    blocks: int = 1,
-) -> tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) for the config's backbone; refuse shapes the backbone cannot take."""
+def _check_activation(activation: str) -> None:
     if activation not in ACTIVATIONS:
-        raise ConfigError(
-            f"unknown activation {activation!r}",
-            f"set model.activation to one of: {', '.join(ACTIVATIONS)}",
-        )
-    kind = choose_net(net, event_shape)
-    if kind == "mlp":
-        enc = MLPEncoder(event_shape, encoder_out, hidden, activation, cond_dim)
-        dec = MLPDecoder(latent_dim, event_shape, params_per_dim, hidden[::-1], activation, cond_dim)
+        raise ConfigError(f"unknown activation {activation!r}",
+                          f"set model.net.activation to one of: {', '.join(ACTIVATIONS)}")
+
+
+@register("net", "mlp")
+class MLPNet:
+    """Fully connected encoder and decoder over the flattened example: any data kind."""
+
+    @dataclass
+    class Config(PartConfig):
+        hidden: list[int] = field(default_factory=lambda: [512, 256])  # widths of the hidden layers
+        activation: str = "relu"  # relu | gelu | elu | silu | tanh
+
+        def __post_init__(self) -> None:
+            require_sizes("model.net.hidden", self.hidden)
+            _check_activation(self.activation)
+
+    @staticmethod
+    def build(cfg: Config, schema: DataSchema, latent_dim: int, encoder_out: int, head_shape: tuple[int, ...],
+              cond_dim: int = 0) -> Pair:
+        enc = MLPEncoder(schema.event_shape, encoder_out, cfg.hidden, cfg.activation, cond_dim)
+        dec = MLPDecoder(latent_dim, head_shape, cfg.hidden[::-1], cfg.activation, cond_dim)
         return enc, dec
-    if kind == "conv":
-        factor = 2 ** len(channels)
-        if len(event_shape) != 3 or event_shape[1] % factor or event_shape[2] % factor:
+
+
+def _per_channel(schema: DataSchema, head_shape: tuple[int, ...], net: str) -> int:
+    """The likelihood parameters per image channel a convolutional decoder must produce."""
+    shape = schema.event_shape
+    if not schema.is_image or len(head_shape) != 3 or head_shape[1:] != shape[1:] or head_shape[0] % shape[0]:
+        raise ConfigError(
+            f"the {net} backbone needs image data [C, H, W] and a likelihood with parameters at each pixel; "
+            f"the data has shape {tuple(shape)} ({schema.kind}), the likelihood wants {tuple(head_shape)}",
+            "use model.net=mlp",
+        )
+    return head_shape[0] // shape[0]
+
+
+@dataclass
+class ConvConfig(PartConfig):
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # channels of each stride-2 stage
+    width: int = 256  # width of the dense head between the feature map and z
+    activation: str = "relu"  # relu | gelu | elu | silu | tanh
+
+    def __post_init__(self) -> None:
+        require_sizes("model.net.channels", self.channels)
+        require("model.net.width", self.width, self.width >= 1, ">= 1")
+        _check_activation(self.activation)
+
+
+@register("net", "conv")
+class ConvNet:
+    """Stride-2 convolutions down to a small map, a dense head; the decoder mirrors it."""
+
+    Config = ConvConfig
+
+    @staticmethod
+    def build(cfg: ConvConfig, schema: DataSchema, latent_dim: int, encoder_out: int,
+              head_shape: tuple[int, ...], cond_dim: int = 0) -> Pair:
+        per_channel = _per_channel(schema, head_shape, "conv")
+        shape = schema.event_shape
+        factor = 2 ** len(cfg.channels)
+        if shape[1] % factor or shape[2] % factor:
             raise ConfigError(
                 f"the conv backbone needs images whose height and width divide by {factor}; "
-                f"the data has shape {tuple(event_shape)}",
-                "use model.net=mlp, or fewer model.channels, or resize the images",
+                f"the data has shape {tuple(shape)}",
+                "use model.net=mlp, or fewer model.net.channels, or resize the images",
             )
-        width = hidden[0] if hidden else 256
-        enc = ConvEncoder(event_shape, encoder_out, channels, width, activation, cond_dim)
-        dec = ConvDecoder(latent_dim, event_shape, params_per_dim, channels, width, activation, cond_dim)
+        enc = ConvEncoder(shape, encoder_out, cfg.channels, cfg.width, cfg.activation, cond_dim)
+        dec = ConvDecoder(latent_dim, shape, per_channel, cfg.channels, cfg.width, cfg.activation, cond_dim)
         return enc, dec
-    if kind == "resnet":  # the ResNet refuses shapes other than 28x28 and 32x32 itself
-        args = (channels, hidden[0] if hidden else 256, activation, cond_dim, blocks)
-        return ResNetEncoder(event_shape, encoder_out, *args), ResNetDecoder(
-            latent_dim, event_shape, params_per_dim, *args
-        )
-    raise ConfigError(f"unknown network {net!r}", "set model.net to one of: auto, mlp, conv, resnet")
+
+
+@register("net", "resnet")
+class ResNet:
+    """The conv backbone with residual blocks after each stride-2 stage."""
+
+    @dataclass
+    class Config(ConvConfig):
+        blocks: int = 1  # residual blocks after each stride-2 stage
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            require("model.net.blocks", self.blocks, self.blocks >= 0, ">= 0")
+
+    @staticmethod
+    def build(cfg: Config, schema: DataSchema, latent_dim: int, encoder_out: int,
+              head_shape: tuple[int, ...], cond_dim: int = 0) -> Pair:
+        per_channel = _per_channel(schema, head_shape, "resnet")
+        args = (cfg.channels, cfg.width, cfg.activation, cond_dim, cfg.blocks)
+        shape = schema.event_shape
+        return ResNetEncoder(shape, encoder_out, *args), ResNetDecoder(latent_dim, shape, per_channel, *args)
+
+
+def build_nets(cfg: PartConfig, schema: DataSchema, latent_dim: int, encoder_out: int,
+               head_shape: tuple[int, ...], cond_dim: int = 0) -> Pair:
+    """(encoder, decoder) of the net ``cfg.name`` names; refuses data shapes the backbone cannot take."""
+    net = registry.lookup("net", cfg.name)
+    return net.build(cfg, schema, latent_dim=latent_dim, encoder_out=encoder_out,
+                     head_shape=tuple(head_shape), cond_dim=cond_dim)
 
 
 __all__ = [
-    "build_nets", "choose_net", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ResNetEncoder",
-    "ResNetDecoder",
+    "ConvDecoder", "ConvEncoder", "ConvNet", "MLPDecoder", "MLPEncoder", "MLPNet", "ResNet", "ResNetDecoder",
+    "ResNetEncoder", "build_nets",
 ]

@@ -62,19 +62,18 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z [N, d] (+ c [N, k]) -> likelihood parameters [N, C * params_per_dim, *rest of event]."""
+    """z [N, d] (+ c [N, k]) -> likelihood parameters [N, *out_shape] (the likelihood's head shape)."""
 
     def __init__(
         self,
         latent_dim: int,
-        event_shape: tuple[int, ...],
-        params_per_dim: int,
+        out_shape: tuple[int, ...],
         hidden: list[int],
         activation: str = "relu",
         cond_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.out_shape = (event_shape[0] * params_per_dim, *event_shape[1:])
+        self.out_shape = tuple(out_shape)
         self.net = mlp([latent_dim + cond_dim, *hidden, math.prod(self.out_shape)], activation, Dense)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Likelihoods p(x|z) and the diagonal Gaussian posterior q(z|x) as torch.distributions objects.
+"""The distributions the parts return: likelihood p(x|z) objects and the diagonal Gaussian q(z|x).
 
 Every object here returns ``log_prob`` already summed over the event dimensions (one number per
 example), so models and objectives never need to know the data's shape.
@@ -9,11 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
-
-from vaekit.errors import ConfigError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -124,18 +121,6 @@ class DiscretizedLogisticMixture(Distribution):
             return torch.round(v.clamp(0, 1) * (self.levels - 1)) / (self.levels - 1)
 
 
-class Likelihood(nn.Module):
-    """Maps decoder output to p(x|z). ``params_per_dim`` tells the decoder how many numbers
-    per data dimension (channel) it must produce; parameters are on dim 1 (channels)."""
-
-    params_per_dim: int = 1
-    discrete: bool = False
-    unit_interval: bool = False  # x must lie in [0, 1] (checked where users hand the model data)
-
-    def forward(self, params: torch.Tensor) -> Distribution:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
 class BernoulliLogits(Independent):
     """prod_d Bernoulli(x_d; sigmoid(l_d)) over all but the batch dimension, with a fused log-prob:
 
@@ -171,88 +156,3 @@ def log_prob_repeated(px: Distribution, x: torch.Tensor, k: int) -> torch.Tensor
         return px.log_prob_repeated(x, k)
     xk = x if k == 1 else x.expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
     return px.log_prob(xk).view(k, x.shape[0])
-
-
-class BernoulliLikelihood(Likelihood):
-    """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logit_d)), for binary (or binarized) data."""
-
-    discrete = True
-    unit_interval = True
-
-    def forward(self, params: torch.Tensor) -> Distribution:
-        return BernoulliLogits(params)
-
-
-class GaussianLikelihood(Likelihood):
-    """p(x|z) = prod_d N(x_d; mu_d, sigma^2) with sigma fixed, one learned global value,
-    or one learned value per data dimension (``scale='fixed' | 'global' | 'per-pixel'``)."""
-
-    def __init__(self, event_shape: tuple[int, ...], scale: str = "global", sigma: float = 0.1):
-        super().__init__()
-        self.scale_mode = scale
-        log_sigma = torch.tensor(math.log(sigma))
-        if scale == "fixed":
-            self.register_buffer("log_sigma", log_sigma)
-        elif scale == "global":
-            self.log_sigma = nn.Parameter(log_sigma)
-        elif scale == "per-pixel":
-            self.log_sigma = nn.Parameter(torch.full(event_shape, math.log(sigma)))
-        else:
-            raise ConfigError(
-                f"unknown Gaussian scale {scale!r}",
-                "set model.likelihood_scale to one of: fixed, global, per-pixel",
-            )
-
-    def forward(self, params: torch.Tensor) -> Distribution:
-        sigma = self.log_sigma.clamp(min=-9.0).exp().expand_as(params)
-        return Independent(Normal(params, sigma, validate_args=False), params.dim() - 1)
-
-
-class LogisticMixtureLikelihood(Likelihood):
-    """Discretized logistic mixture (M components per dimension) for 8-bit or other k-level data."""
-
-    discrete = True
-    unit_interval = True
-
-    def __init__(self, components: int = 5, levels: int = 256) -> None:
-        super().__init__()
-        self.components = components
-        self.levels = levels
-        self.params_per_dim = 3 * components
-
-    def forward(self, params: torch.Tensor) -> Distribution:
-        # params: [B, 3M*C, ...] -> [B, C, ..., 3M]
-        b, c3m = params.shape[:2]
-        m = self.components
-        p = params.reshape(b, 3 * m, c3m // (3 * m), *params.shape[2:]).movedim(1, -1)
-        logits, means, log_scales = p.split(m, dim=-1)
-        # means live in [0,1]: start them near the middle of the data range
-        return DiscretizedLogisticMixture(
-            logits, torch.sigmoid(means), log_scales, self.levels, event_dims=params.dim() - 1
-        )
-
-
-def build_likelihood(
-    name: str,
-    event_shape: tuple[int, ...],
-    levels: int | None,
-    scale: str = "global",
-    sigma: float = 0.1,
-    components: int = 5,
-) -> Likelihood:
-    """Make the likelihood a config names; refuse combinations that make no sense."""
-    if name == "bernoulli":
-        return BernoulliLikelihood()
-    if name == "gaussian":
-        return GaussianLikelihood(event_shape, scale, sigma)
-    if name == "logistic-mixture":
-        if levels is None:
-            raise ConfigError(
-                "the discretized logistic mixture needs discrete data (a known number of levels)",
-                "use model.likelihood=gaussian for continuous data",
-            )
-        return LogisticMixtureLikelihood(components, levels)
-    raise ConfigError(
-        f"unknown likelihood {name!r}",
-        "set model.likelihood to one of: bernoulli, gaussian, logistic-mixture",
-    )

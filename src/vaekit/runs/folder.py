@@ -4,21 +4,21 @@ that trained it (``config.json`` + ``model.safetensors``)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vaekit.config import Config
+from vaekit.config import CONFIG_FORMAT, Config, migrate_v1
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.runs.checkpoint import (
-    FORMAT_VERSION,
     atomic_write_text,
     is_stale_temp,
     load_tensors,
     save_tensors,
 )
+from vaekit.schema import DataSchema
 
 CONFIG = "config.json"
 POLICY = "policy.json"  # the speed policy of each training session
@@ -28,15 +28,13 @@ METRICS = "metrics.jsonl"
 REPORT = "report.md"
 
 
-@dataclass
-class DataInfo:
-    """What the model needs to know about its data to be rebuilt."""
+@dataclass(frozen=True)
+class RunData:
+    """The data a run was trained on: its name (the data spec, or 'arrays' for data handed over in
+    Python) and its schema, all a model needs to be rebuilt."""
 
     name: str
-    event_shape: list[int]
-    levels: int | None
-    num_classes: int | None
-    kind: str
+    schema: DataSchema
 
 
 def vaekit_version() -> str:
@@ -45,14 +43,27 @@ def vaekit_version() -> str:
     return __version__
 
 
-def write_config(run_dir: Path, cfg: Config, info: DataInfo) -> None:
+def write_config(run_dir: Path, cfg: Config, data: RunData) -> None:
     doc = {
-        "format_version": FORMAT_VERSION,
+        "format_version": CONFIG_FORMAT,
         "vaekit_version": vaekit_version(),
         "config": cfg.to_dict(),
-        "data": asdict(info),
+        "data": {"name": data.name, "schema": data.schema.to_dict()},
     }
     atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2))
+
+
+def migrate(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config.json of an older format in today's: format 1 kept one flat model section and the data
+    description (name, event_shape, levels, num_classes, kind) beside it."""
+    if doc["format_version"] == 1:
+        info = doc["data"]
+        _check_v1_info(path, info)
+        shape = tuple(info["event_shape"])
+        schema = DataSchema(info["kind"], shape, info["levels"], True, info["num_classes"])
+        doc = {**doc, "format_version": 2, "config": migrate_v1(doc["config"], schema.event_shape),
+               "data": {"name": info["name"], "schema": schema.to_dict()}}
+    return doc
 
 
 def holds_no_run(run: Path) -> bool:
@@ -61,7 +72,7 @@ def holds_no_run(run: Path) -> bool:
     return all(is_stale_temp(p) for p in Path(run).iterdir())
 
 
-def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
+def read_config(run_dir: str | Path) -> tuple[Config, RunData]:
     """Read and check a run folder's config.json."""
     run = Path(run_dir)
     path = run / CONFIG
@@ -85,36 +96,37 @@ def read_config(run_dir: str | Path) -> tuple[Config, DataInfo]:
         raise CheckpointError(
             f"{path} is corrupt or not written by vaekit", "restore it from a backup or retrain"
         ) from None
-    if version != FORMAT_VERSION:
+    if version not in (1, CONFIG_FORMAT):
         raise CheckpointError(
             f"{path} has run-folder format {version!r}; this vaekit ({vaekit_version()}) reads "
-            f"format {FORMAT_VERSION}",
+            f"formats 1 to {CONFIG_FORMAT}",
             f"use the vaekit version that wrote it ({doc.get('vaekit_version', 'unknown')})",
         )
     try:
+        doc = migrate(doc, path)
+        schema = DataSchema.from_dict(doc["data"]["schema"], str(path))
         cfg = Config.from_dict(doc["config"])
-        info = DataInfo(**doc["data"])
-    except (ConfigError, KeyError, TypeError) as e:
+        data = RunData(str(doc["data"]["name"]), schema)
+    except (ConfigError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path} does not describe a valid run: {e}", "retrain") from None
-    _check_info(path, info)
-    return cfg, info
+    return cfg, data
 
 
-def _check_info(path: Path, info: DataInfo) -> None:
-    """CheckpointError unless the data description is 1 to 3 positive integer sizes and optional
+def _check_v1_info(path: Path, info: dict[str, Any]) -> None:
+    """CheckpointError unless a format-1 data description is 1 to 3 positive integer sizes and optional
     positive integer levels and class count (JSON gives 1e6 as a float)."""
 
     def positive_int(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
-    shape = info.event_shape
+    shape = info["event_shape"]
     if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(positive_int, shape))):
         raise CheckpointError(
             f"{path} gives the data shape event_shape={shape!r}; it must be 1 to 3 positive integers",
             "restore config.json from a backup or retrain",
         )
     for key in ("levels", "num_classes"):
-        value = getattr(info, key)
+        value = info[key]
         if value is not None and not positive_int(value):
             raise CheckpointError(f"{path} gives data {key}={value!r}; it must be a positive integer or null",
                                   "restore config.json from a backup or retrain")
@@ -147,13 +159,13 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     from vaekit.models.sizes import check_model_fits
 
     run = Path(run_dir)
-    cfg, info = read_config(run)
+    cfg, data = read_config(run)
     try:
-        check_model_fits(cfg.model, tuple(info.event_shape), info.levels, info.num_classes, device)
+        check_model_fits(cfg.model, data.schema, device)
     except ConfigError as e:
         raise CheckpointError(f"{run / CONFIG} describes a run that cannot be loaded: {e.problem}",
                               "restore config.json from a backup or retrain") from None
-    model = build_model(cfg.model, tuple(info.event_shape), info.levels, info.num_classes)
+    model = build_model(cfg.model, data.schema)
     source = run / MODEL if (run / MODEL).is_file() else run / CHECKPOINT
     if not source.is_file():
         raise CheckpointError(

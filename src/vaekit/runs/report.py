@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config import ModelConfig
+from vaekit.config import PartConfig, describe
 from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import atomic_write_text
 from vaekit.runs.metrics import read_metrics
@@ -58,11 +58,11 @@ def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _layer_sizes(m: ModelConfig, event_shape: tuple[int, ...]) -> list[str]:
+def _layer_sizes(m: PartConfig, event_shape: tuple[int, ...]) -> list[str]:
     """What each stochastic layer of a hierarchical model holds, top layer first."""
-    sizes = [f"{d} units" for d in m.latent_dims]
-    if m.latent_channels:
-        positions = math.prod(side >> len(m.channels) for side in event_shape[1:])
+    sizes = [f"{d} units" for d in getattr(m, "latent_dims", [])]
+    if getattr(m, "latent_channels", []):
+        positions = math.prod(side >> len(m.net.channels) for side in event_shape[1:])
         sizes += [f"{c} latent maps ({c * positions} units)" for c in m.latent_channels]
     return sizes
 
@@ -115,15 +115,12 @@ def render_report(out: Path) -> Path:
     records = read_metrics(out / rd.METRICS) if (out / rd.METRICS).is_file() else []
     evaluation = json.loads((out / EVALUATION).read_text()) if (out / EVALUATION).is_file() else {}
     m = cfg.model
-    latent = m.latent_dim
-    if m.kind == "hierarchical":
-        latent = f"{m.latent_dims} + latent maps {m.latent_channels}" if m.latent_channels else m.latent_dims
+    shape = info.schema.event_shape
     lines = [
         f"# vaekit run: {out.name}",
         "",
-        f"Data **{info.name}** ({' x '.join(map(str, info.event_shape))}, binarize={cfg.data.binarize}); "
-        f"model: {m.kind}, {m.net} backbone, latent {latent}, {m.posterior} posterior, {m.prior} prior, "
-        f"{m.likelihood} likelihood; objective {cfg.objective.name} (beta={cfg.objective.beta}, "
+        f"Data **{info.name}** ({' x '.join(map(str, shape))}, binarize={cfg.data.binarize}); "
+        f"model: {describe(m)}; objective {cfg.objective.name} (beta={cfg.objective.beta}, "
         f"k={cfg.objective.samples}); {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
         f"lr {cfg.train.lr}, seed {cfg.train.seed}.",
         "",
@@ -132,7 +129,7 @@ def render_report(out: Path) -> Path:
     ]
     if evaluation:
         lines += _evaluation_lines(evaluation)
-    lines += _layer_kl_lines(evaluation, _layer_sizes(m, tuple(info.event_shape)))
+    lines += _layer_kl_lines(evaluation, _layer_sizes(m, shape))
     if records:
         last = records[-1]
         lines += [

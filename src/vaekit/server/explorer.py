@@ -258,7 +258,7 @@ class Explorer:
             "latent_dim": self.latent_dim,
             "num_classes": self.num_classes,
             "binarize": self.cfg.data.binarize,
-            "likelihood": self.cfg.model.likelihood,
+            "likelihood": self.cfg.model.likelihood.name,
             "split": self.split,
             "split_size": len(self.x),
             "map_points": len(self.indices),

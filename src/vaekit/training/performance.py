@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_map
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config import PartConfig, TrainConfig
 from vaekit.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -46,14 +46,14 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def bf16_allowed(model: ModelConfig) -> bool:
+def bf16_allowed(model: PartConfig) -> bool:
     """bf16 is used only where the fp32 boundary is known: the composed VAE with the Gaussian
     posterior (flows and hierarchical layers compute log-densities inside their networks)."""
-    return model.kind == "vae" and model.posterior == "gaussian"
+    return model.name == "vae" and model.posterior.name == "gaussian"
 
 
 def pick_precision(
-    name: str, device: torch.device, model: ModelConfig, convolutional: bool
+    name: str, device: torch.device, model: PartConfig, convolutional: bool
 ) -> torch.dtype | None:
     """The autocast dtype for ``train.precision`` (None = plain fp32); ``convolutional``: the built
     model has conv layers."""
@@ -64,9 +64,9 @@ def pick_precision(
     if name == "bf16":
         if not bf16_allowed(model):
             raise ConfigError(
-                f"train.precision=bf16 is supported for model.kind=vae with the gaussian posterior, "
-                f"not kind={model.kind} with posterior={model.posterior} (their log-densities are "
-                "computed inside the networks)",
+                f"train.precision=bf16 is supported for model.name=vae with the gaussian posterior, "
+                f"not this {model.name} model (flows and hierarchical layers compute log-densities "
+                "inside the networks)",
                 "use train.precision=fp32 (or auto)",
             )
         return torch.bfloat16
@@ -176,7 +176,7 @@ def compile_reason(name: bool | str, device: torch.device, total_steps: int, com
 
 
 def make_policy(
-    train: TrainConfig, model_cfg: ModelConfig, device: torch.device, total_steps: int, model: nn.Module
+    train: TrainConfig, model_cfg: PartConfig, device: torch.device, total_steps: int, model: nn.Module
 ) -> Policy:
     """Decide precision, compilation, memory format and optimizer kernel for this run."""
     convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())

@@ -79,8 +79,8 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def data_info(data: DataSet) -> rd.DataInfo:
-    return rd.DataInfo(data.name, list(data.event_shape), data.levels, data.num_classes, data.kind)
+def run_data(data: DataSet) -> rd.RunData:
+    return rd.RunData(data.name, data.schema)
 
 
 def check_data_fits(cfg: Config, data: DataSet) -> None:
@@ -89,14 +89,14 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
         raise DataError(f"data set {data.name!r} has no training examples", "check the data source")
     check_mode(cfg.data.binarize)
     check_finite_rows(data)
-    if cfg.model.likelihood == "bernoulli" and data.train.x.dtype != torch.uint8:
+    if cfg.model.likelihood.name == "bernoulli" and data.train.x.dtype != torch.uint8:
         lo, hi = float(data.train.x.min()), float(data.train.x.max())
         if lo < 0 or hi > 1:
             raise DataError(
                 f"the Bernoulli likelihood needs values in [0, 1]; {data.name!r} spans [{lo:g}, {hi:g}]",
                 "rescale the data to [0, 1] or use model.likelihood=gaussian",
             )
-    if cfg.model.likelihood == "logistic-mixture" and cfg.data.binarize != "none":
+    if cfg.model.likelihood.name == "logistic-mixture" and cfg.data.binarize != "none":
         raise ConfigError(
             "the logistic-mixture likelihood models 8-bit values, but data.binarize is "
             f"{cfg.data.binarize!r}",
@@ -176,12 +176,9 @@ class Trainer:
         # before any weights exist: the model, its gradients and Adam state, and one batch's input,
         # decoder output and output gradient must fit in the device's memory
         batch = cfg.train.batch_size * cfg.objective.samples * event_values(self.data.event_shape)
-        check_model_fits(cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes,
-                         self.device, batch_values=3 * batch, training=True)
+        check_model_fits(cfg.model, self.data.schema, self.device, batch_values=3 * batch, training=True)
         steps = cfg.train.epochs * math.ceil(len(self.data.train) / cfg.train.batch_size)
-        self.model: VAE = build_model(
-            cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes
-        ).to(self.device)
+        self.model: VAE = build_model(cfg.model, self.data.schema).to(self.device)
         self.policy = make_policy(cfg.train, cfg.model, self.device, steps, self.model)
         prepare_model(self.model, self.policy)
         distributed.seed_rank(cfg.train.seed, self.world)  # after the (identical) initial weights
@@ -200,7 +197,7 @@ class Trainer:
         self.x_valid = eval_view(self.data.valid.x, cfg.data.binarize, cfg.data.binarize_seed).to(self.device)
         self.y_valid = self._labels(self.data.valid.y)
         if not _resuming and self.world.main:
-            rd.write_config(self.out, cfg, data_info(self.data))
+            rd.write_config(self.out, cfg, run_data(self.data))
 
     # -- set-up -----------------------------------------------------------------------------
 

@@ -1,40 +1,19 @@
-"""Posterior families q(z|x): turn the encoder's output into a distribution and draw z with log q.
-
-Contract: ``params_dim`` (how many numbers the encoder produces), ``forward(h) -> q``,
-``sample(q, h, k) -> (z [k, B, d], log q(z|x) [k, B])``, ``analytic_kl`` (closed-form KL to N(0, I)),
-and ``gaussian(h)``: the diagonal-Gaussian part of q (what the VampPrior uses as its components).
-"""
+"""An inverse autoregressive flow posterior (Kingma et al. 2016): a diagonal Gaussian pushed through
+IAF steps that read a context vector from the encoder."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.distributions import Distribution, constraints
 
-from vaekit.errors import ConfigError
+from vaekit.config import PartConfig, require
 from vaekit.parts.distributions import DiagonalGaussian
 from vaekit.parts.flows import IAF
-
-
-class GaussianPosterior(nn.Module):
-    """q(z|x) = N(mu(x), diag sigma(x)^2); the encoder produces 2d numbers (mu, softplus^-1 sigma)."""
-
-    analytic_kl = True
-
-    def __init__(self, latent_dim: int) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.params_dim = 2 * latent_dim
-
-    def forward(self, h: torch.Tensor) -> DiagonalGaussian:
-        return DiagonalGaussian.from_params(h)
-
-    def gaussian(self, h: torch.Tensor) -> DiagonalGaussian:
-        return self(h)
-
-    def sample(self, q: DiagonalGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, None]:
-        """z [k, B, d] by reparameterization; log q(z|x) is left to ``q.log_prob`` when needed."""
-        return q.rsample((k,)), None
+from vaekit.registry import register
+from vaekit.schema import DataSchema
 
 
 class FlowGaussian(Distribution):
@@ -72,11 +51,26 @@ class FlowGaussian(Distribution):
         return self._push(self.base.loc)[0]
 
 
+@register("posterior", "iaf")
 class IAFPosterior(nn.Module):
     """Diagonal Gaussian followed by ``steps`` IAF steps (Kingma et al. 2016). The encoder produces
     2d + context numbers: mean, softplus^-1 scale, and the context vector h fed to every step."""
 
     analytic_kl = False
+
+    @dataclass
+    class Config(PartConfig):
+        steps: int = 2  # autoregressive flow steps
+        hidden: int = 256  # width of the two masked hidden layers of each step
+        context: int = 32  # size of the context vector h the encoder passes to every step
+
+        def __post_init__(self) -> None:
+            for key, low in (("steps", 1), ("hidden", 1), ("context", 0)):
+                require(f"model.posterior.{key}", getattr(self, key), getattr(self, key) >= low, f">= {low}")
+
+    @classmethod
+    def build(cls, cfg: Config, schema: DataSchema, latent_dim: int) -> IAFPosterior:
+        return cls(latent_dim, cfg.steps, cfg.hidden, cfg.context)
 
     def __init__(self, latent_dim: int, steps: int, hidden: int, context_dim: int) -> None:
         super().__init__()
@@ -95,20 +89,3 @@ class IAFPosterior(nn.Module):
     def sample(self, q: FlowGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """z [k, B, d] through the flow and log q(z|x) [k, B] with the log-det subtracted."""
         return q.rsample_and_log_prob(k)
-
-
-def build_posterior(
-    name: str, latent_dim: int, flow_steps: int = 2, flow_hidden: int = 256, flow_context: int = 32
-) -> GaussianPosterior | IAFPosterior:
-    """Make the posterior a config names."""
-    if name == "gaussian":
-        return GaussianPosterior(latent_dim)
-    if name == "iaf":
-        if flow_steps < 1 or flow_hidden < 1 or flow_context < 0:
-            raise ConfigError(
-                f"the IAF posterior needs flow_steps >= 1, flow_hidden >= 1 and flow_context >= 0 "
-                f"(got {flow_steps}, {flow_hidden}, {flow_context})",
-                "set e.g. model.flow_steps=2 model.flow_hidden=256 model.flow_context=32",
-            )
-        return IAFPosterior(latent_dim, flow_steps, flow_hidden, flow_context)
-    raise ConfigError(f"unknown posterior {name!r}", "set model.posterior to one of: gaussian, iaf")

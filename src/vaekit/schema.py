@@ -1,0 +1,103 @@
+"""What the data is: the schema every data source returns with its examples and every run saves.
+
+Parts read it to check that they fit (a Bernoulli likelihood needs values in [0, 1], a conv net an
+image) and to size themselves (a per-column head needs each column's categories). It replaces the
+loose ``event_shape, levels, num_classes`` arguments the parts were built from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from vaekit.errors import CheckpointError
+
+KINDS = ("image", "table", "sequence")
+COLUMN_TYPES = ("continuous", "integer", "categorical", "ordinal", "boolean")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its name, type and, for categorical / ordinal / boolean columns, the
+    categories in the order their codes 0, 1, ... stand for."""
+
+    name: str
+    type: Literal["continuous", "integer", "categorical", "ordinal", "boolean"] = "continuous"
+    categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.type not in COLUMN_TYPES:
+            raise ValueError(f"column {self.name!r}: unknown type {self.type!r}; use one of {COLUMN_TYPES}")
+        if self.type in ("categorical", "ordinal", "boolean") and len(self.categories) < 2:
+            raise ValueError(f"column {self.name!r} ({self.type}) needs at least two categories")
+        object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+
+    @property
+    def discrete(self) -> bool:
+        return self.type in ("categorical", "ordinal", "boolean")
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """kind (image [C, H, W] | table [D] | sequence [L] of token ids), the event shape of one example,
+    ``levels`` (distinct values per dimension of discrete data: 256 for 8-bit images, None for
+    continuous), ``unit_interval`` (values lie in [0, 1] as the model sees them), the number of label
+    classes, and per kind: ``columns`` of a table, ``vocabulary`` of a sequence."""
+
+    kind: Literal["image", "table", "sequence"]
+    event_shape: tuple[int, ...]
+    levels: int | None = None
+    unit_interval: bool = True
+    num_classes: int | None = None
+    columns: tuple[Column, ...] = ()
+    vocabulary: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_shape", tuple(int(s) for s in self.event_shape))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown data kind {self.kind!r}; use one of {KINDS}")
+        if not (1 <= len(self.event_shape) <= 3) or any(s < 1 for s in self.event_shape):
+            raise ValueError(f"event_shape must be 1 to 3 positive sizes, got {self.event_shape}")
+        if self.kind == "image" and len(self.event_shape) != 3:
+            raise ValueError(f"an image schema needs an event shape [C, H, W], got {self.event_shape}")
+        if self.columns and (self.kind != "table" or len(self.columns) != self.event_shape[0]):
+            raise ValueError(f"{len(self.columns)} columns do not describe a {self.kind} of shape "
+                             f"{self.event_shape}")
+        if self.kind == "sequence" and len(self.vocabulary) < 2:
+            raise ValueError("a sequence schema needs a vocabulary of at least two tokens")
+        for key in ("levels", "num_classes"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{key} must be a positive integer or None, got {value!r}")
+
+    @property
+    def values(self) -> int:
+        """Numbers in one example."""
+        return math.prod(self.event_shape)
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["event_shape"] = list(self.event_shape)
+        d["columns"] = [{**c, "categories": list(c["categories"])} for c in d["columns"]]
+        d["vocabulary"] = list(self.vocabulary)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> DataSchema:
+        """The schema a run saved; a CheckpointError naming ``source`` when it is not one."""
+        try:
+            columns = tuple(Column(**c) for c in d.get("columns", ()))
+            return cls(**{**d, "columns": columns})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{source} does not describe the data correctly ({e})",
+                                  "restore config.json from a backup or retrain") from None
+
+
+__all__ = ["COLUMN_TYPES", "KINDS", "Column", "DataSchema"]
