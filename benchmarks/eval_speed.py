@@ -32,6 +32,7 @@ from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_model
 from vaekit.models import build_model
 from vaekit.runs import folder as rd
+from vaekit.schema import DataSchema
 from vaekit.training.trainer import pick_device
 
 
@@ -89,7 +90,7 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         cfg = make_config(preset="mnist-mlp")
-        model = build_model(cfg.model, data.event_shape, 2, None).to(device).eval()
+        model = build_model(cfg.model, DataSchema.for_shape(data.event_shape, 2, None)).to(device).eval()
         weights = "untrained mnist-mlp weights (seed 0): the NLLs are meaningless, the timings are not"
     enc, dec = (net.to(device) for net in plain_nets(model))
     peer = pythae_vae(enc, dec, tuple(x.shape[1:]), model.latent_dim).to(device)

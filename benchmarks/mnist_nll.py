@@ -8,7 +8,7 @@ binarized once, with torch seed 0 (vaekit's ``eval_view``, data.binarize_seed = 
 Architecture of the paper's one-stochastic-layer models: encoder 784-200-200-(2 x 50), decoder
 50-200-200-784, tanh, Bernoulli likelihood. Adam (lr 1e-3, constant) with batch 20; the paper used
 batch 20 and 3,280 epochs with lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7. The two-layer rows use
-vaekit's top-down hierarchical model (model.kind=hierarchical, layers of 50 (top) and 100 units, the
+vaekit's top-down hierarchical model (model.name=hierarchical, layers of 50 (top) and 100 units, the
 one-layer rows' 200-200 towers, ReLU); the paper's two-layer model is bottom-up (784-100-100-100 |
 100-50-50-50, tanh), so those rows compare a different architecture. With tanh the top-down MLP
 model is unstable (its validation KL jumps to thousands of nats within 5 epochs), and at width 100
@@ -42,14 +42,15 @@ from vaekit.models import build_model
 from vaekit.parts.objectives import iwae_bound
 from vaekit.runs.metrics import read_metrics
 from vaekit.runs.report import record_evaluation, render_report
+from vaekit.schema import DataSchema
 
 PAPER_EPOCHS = 3280
 SPEED_ONLY = {"train.threads"}  # settings that change a row's speed, not its numbers (--reuse ignores them)
 BINARIZE_SEED = 0
-ONE_LAYER = {"model.net": "mlp", "model.hidden": [200, 200], "model.activation": "tanh",
+ONE_LAYER = {"model.net": "mlp", "model.net.hidden": [200, 200], "model.net.activation": "tanh",
              "model.latent_dim": 50}
-TWO_LAYER = {"model.kind": "hierarchical", "model.latent_dims": [50, 100], "model.net": "mlp",
-             "model.hidden": [200, 200], "model.activation": "relu"}
+TWO_LAYER = {"model.name": "hierarchical", "model.latent_dims": [50, 100], "model.net": "mlp",
+             "model.net.hidden": [200, 200], "model.net.activation": "relu"}
 ROWS: dict[str, dict[str, Any]] = {
     "vae-1": {"label": "VAE (k=1), 1 stochastic layer", "published": 86.76, "arch": ONE_LAYER,
               "objective": {"objective.name": "elbo", "objective.samples": 1}},
@@ -63,9 +64,9 @@ ROWS: dict[str, dict[str, Any]] = {
 
 
 def hierarchical_available() -> bool:
-    """Whether this vaekit has model.kind=hierarchical (the two-layer rows need it)."""
+    """Whether this vaekit has model.name=hierarchical (the two-layer rows need it)."""
     try:
-        build_model(make_config(overrides=TWO_LAYER).model, (1, 28, 28), 2, None)
+        build_model(make_config(overrides=TWO_LAYER).model, DataSchema.for_shape((1, 28, 28), 2, None))
     except VaekitError:
         return False
     return True
@@ -93,7 +94,7 @@ def config_overrides(row: dict[str, Any], args: argparse.Namespace) -> dict[str,
 def probe_seconds(overrides: dict[str, Any], n_train: int, n_test: int, k_eval: int) -> tuple[float, float]:
     """Estimated (training seconds, evaluation seconds) from a few timed steps of the same model."""
     cfg = make_config(overrides=overrides)
-    model = build_model(cfg.model, (1, 28, 28), 2, None)
+    model = build_model(cfg.model, DataSchema.for_shape((1, 28, 28), 2, None))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     xb = torch.bernoulli(torch.full((cfg.train.batch_size, 1, 28, 28), 0.13))
     times = []

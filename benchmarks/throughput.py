@@ -61,8 +61,9 @@ def vaekit_nets(model: str) -> tuple[nn.Module, nn.Module]:
     """The preset's encoder and decoder networks, as vaekit builds them (shared by every system)."""
     from vaekit.config import make_config
     from vaekit.models import build_model
+    from vaekit.schema import DataSchema
 
-    m = build_model(make_config(preset=MODELS[model]).model, (1, 28, 28), 256, None)
+    m = build_model(make_config(preset=MODELS[model]).model, DataSchema.for_shape((1, 28, 28), 256, None))
     return m.encoder, m.decoder
 
 

@@ -14,7 +14,7 @@ import vaekit
 from vaekit.errors import DataError
 from vaekit.evaluation.likelihood import ROWS_PER_CALL, importance_sample
 
-QUICK = {"train.epochs": 1, "train.progress": False, "train.threads": 1, "model.hidden": [32]}
+QUICK = {"train.epochs": 1, "train.progress": False, "train.threads": 1, "model.net.hidden": [32]}
 
 
 def _binary(n: int, seed: int = 0) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_train_on_a_numpy_array_splits_it_seeded(tmp_path):
     x = _binary(200, seed=1)
     vaekit.train(tmp_path / "a", data=x, **QUICK)
     info = json.loads((tmp_path / "a" / "config.json").read_text())["data"]
-    assert info["event_shape"] == [1, 8, 8]
+    assert info["schema"]["event_shape"] == [1, 8, 8]
     data = vaekit.api.array_dataset(x, seed=0, valid_fraction=0.1)
     assert (len(data.train), len(data.valid), len(data.test)) == (160, 20, 20)
     again = vaekit.api.array_dataset(torch.from_numpy(x), seed=0, valid_fraction=0.1)

@@ -25,7 +25,7 @@ from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import save_tensors
 
 QUICK = (
-    "--train.epochs 1 --train.progress false --train.threads 1 --train.device cpu --model.hidden [8] "
+    "--train.epochs 1 --train.progress false --train.threads 1 --train.device cpu --model.net.hidden [8] "
     "--model.latent_dim 2 --train.num_samples 4"
 ).split()
 
@@ -211,27 +211,30 @@ def test_yaml_anchors_and_aliases_never_load(tmp_path, capsys):
     refused(["train", "--config", cfg, *out], capsys, str(cfg), "alias *a9 at line 2", "in full")
     cfg.write_text("train:\n  epochs: &e 2\n  num_samples: *e\n")
     refused(["train", "--config", cfg, "--out", tmp_path / "r"], capsys, "anchor &e at line 2")
-    refused(["train", "--out", tmp_path / "r", "--model.hidden", "[&w 8, *w]"], capsys,
+    refused(["train", "--out", tmp_path / "r", "--model.net.hidden", "[&w 8, *w]"], capsys,
             "command-line value '[&w 8, *w]'", "anchor &w")
     assert not (tmp_path / "r").exists()
 
 
 OUT_OF_RANGE = [
     ("--objective.samples", "0", "'objective.samples' must be a finite number >= 1, got 0"),
-    ("--model.hidden", "[-5, 3]", "'model.hidden' holds sizes that must each be >= 1, got [-5, 3]"),
-    ("--model.hidden", "[0]", "'model.hidden' holds sizes that must each be >= 1, got [0]"),
+    ("--model.net.hidden", "[-5, 3]", "'model.net.hidden' holds sizes that must each be >= 1, got [-5, 3]"),
+    ("--model.net.hidden", "[0]", "'model.net.hidden' holds sizes that must each be >= 1, got [0]"),
     ("--train.seed", "99999999999999999999999", "does not fit in a 64-bit integer"),
     ("--train.seed", "-1", "'train.seed' must be a finite number in [0, 2**63 - 1"),
-    ("--model.likelihood_sigma", "0", "'model.likelihood_sigma' must be a finite number > 0"),
+    ("--model.likelihood", "gaussian --model.likelihood.sigma 0",
+     "'model.likelihood.sigma' must be a finite number > 0"),
     ("--objective.beta", "-1", "'objective.beta' must be a finite number >= 0"),
     ("--data.valid_fraction", "1", "'data.valid_fraction' must be a finite number in [0, 1)"),
-    ("--model.flow_hidden", "0", "'model.flow_hidden' must be a finite number >= 1"),
+    ("--model.posterior", "iaf --model.posterior.hidden 0",
+     "'model.posterior.hidden' must be a finite number >= 1"),
 ]
 
 
 @pytest.mark.parametrize(("key", "value", "needle"), OUT_OF_RANGE)
 def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, key, value, needle):
-    refused(["train", "--out", tmp_path / "r", *QUICK, key, value], capsys, needle)
+    refused(["train", "--out", tmp_path / "r", *QUICK, key, *value.split(" --")[0:1],
+             *[w for part in value.split(" --")[1:] for w in f"--{part}".split(" ", 1)]], capsys, needle)
     assert not (tmp_path / "r").exists()
 
 
@@ -320,10 +323,10 @@ def test_oversized_models_and_sample_counts(run, tmp_path, capsys):
 
 def test_a_run_config_with_an_impossible_data_shape(run, tmp_path, capsys):
     doc = json.loads((run / rd.CONFIG).read_text())
-    doc["data"]["event_shape"] = [1, 1e6, 1e6]
+    doc["data"]["schema"]["event_shape"] = [1, 1e6, 1e6]
     (run / rd.CONFIG).write_text(json.dumps(doc))
     refused(["sample", run, "-o", tmp_path / "s.png"], capsys, "event_shape=[1, 1000000.0, 1000000.0]")
-    doc["data"]["event_shape"] = [1, 10**6, 10**6]
+    doc["data"]["schema"]["event_shape"] = [1, 10**6, 10**6]
     (run / rd.CONFIG).write_text(json.dumps(doc))
     refused(["evaluate", run], capsys, "cannot be loaded", "data of shape (1, 1000000, 1000000)", "GiB")
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from vaekit.cli import main
 
-TRAIN = ["--train.epochs", "3", "--model.hidden", "[32]", "--train.progress", "false",
+TRAIN = ["--train.epochs", "3", "--model.net.hidden", "[32]", "--train.progress", "false",
          "--train.threads", "1"]
 
 
@@ -28,8 +28,8 @@ def test_train_writes_the_run_folder(run):
                  "samples.png", "reconstructions.png", "report.md", "evaluation.json"):
         assert (run / name).is_file(), name
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["config"]["train"]["epochs"] == 3 and cfg["config"]["model"]["hidden"] == [32]
-    assert cfg["data"]["event_shape"] == [1, 8, 8]
+    assert cfg["config"]["train"]["epochs"] == 3 and cfg["config"]["model"]["net"]["hidden"] == [32]
+    assert cfg["data"]["schema"]["event_shape"] == [1, 8, 8]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     assert "test" in (run / "report.md").read_text()
 

@@ -12,7 +12,8 @@ from vaekit.cli import build_parser, main
 from vaekit.config import DEFAULT_PRESET, make_config, presets
 from vaekit.runs.report import REPORT_EPOCHS, epochs_to_show
 
-QUICK = ["--train.epochs", "2", "--model.hidden", "[32]", "--train.progress", "false", "--train.threads", "1"]
+QUICK = ["--train.epochs", "2", "--model.net.hidden", "[32]", "--train.progress", "false",
+         "--train.threads", "1"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -59,7 +60,7 @@ def test_train_without_a_preset_uses_the_default_preset(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *QUICK]) == 0
     saved = json.loads((out / "config.json").read_text())["config"]
-    expected = make_config(preset=DEFAULT_PRESET, overrides={"train.epochs": 2, "model.hidden": [32],
+    expected = make_config(preset=DEFAULT_PRESET, overrides={"train.epochs": 2, "model.net.hidden": [32],
                                                              "train.progress": False, "train.threads": 1})
     assert saved == expected.to_dict()
     assert saved["data"]["binarize"] == "dynamic"

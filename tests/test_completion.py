@@ -19,7 +19,7 @@ from vaekit.models.completion import complete, per_dim_log_prob
 LIKELIHOODS = {
     "bernoulli": {},
     "gaussian": {"likelihood": "gaussian"},
-    "logmix": {"likelihood": "logistic-mixture", "mixture_components": 3},
+    "logmix": {"likelihood": {"name": "logistic-mixture", "components": 3}},
 }
 
 
@@ -30,8 +30,9 @@ def digits():
 
 def _model(digits, **model_keys):
     torch.manual_seed(0)
-    cfg = Config.from_dict({"model": {"hidden": [32], "latent_dim": 4} | model_keys})
-    return build_model(cfg.model, digits.event_shape, digits.levels, digits.num_classes).eval()
+    size = {"width": 32} if model_keys.get("name") == "hierarchical" else {"latent_dim": 4}
+    cfg = Config.from_dict({"model": {"net": {"name": "mlp", "hidden": [32]}, **size} | model_keys})
+    return build_model(cfg.model, digits.schema).eval()
 
 
 def _top_half_observed() -> torch.Tensor:
@@ -71,8 +72,8 @@ def test_logistic_mixture_completion_is_on_the_data_grid_and_keeps_the_observed_
     "model_keys",
     [
         {"likelihood": "gaussian"},
-        {"posterior": "iaf", "flow_hidden": 16, "flow_context": 4},
-        {"kind": "hierarchical", "latent_dims": [2, 2], "net": "mlp", "likelihood": "logistic-mixture"},
+        {"posterior": {"name": "iaf", "hidden": 16, "context": 4}},
+        {"name": "hierarchical", "latent_dims": [2, 2], "likelihood": "logistic-mixture"},
     ],
     ids=["gaussian", "iaf", "hierarchical-logmix"],
 )

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from vaekit.config import Config, all_keys, make_config, parse_value, presets
 from vaekit.errors import ConfigError
+from vaekit.schema import DataSchema
 
 
 def test_defaults_roundtrip_through_dict():
@@ -18,17 +19,17 @@ def test_defaults_roundtrip_through_dict():
 def test_presets_load_and_differ():
     names = presets()
     assert {"digits-mlp", "mnist-mlp", "mnist-conv"} <= set(names)
-    assert make_config(preset="mnist-conv").model.net == "conv"
+    assert make_config(preset="mnist-conv").model.net.name == "conv"
     assert make_config(preset="digits-mlp").data.name == "digits"
 
 
 def test_dotted_overrides_are_typed():
     cfg = make_config(
         preset="digits-mlp",
-        overrides={"model.latent_dim": 4, "train.lr": 0.01, "data": "mnist", "model.hidden": "[64,32]"},
+        overrides={"model.latent_dim": 4, "train.lr": 0.01, "data": "mnist", "model.net.hidden": "[64,32]"},
     )
     assert cfg.model.latent_dim == 4 and cfg.train.lr == 0.01
-    assert cfg.data.name == "mnist" and cfg.model.hidden == [64, 32]
+    assert cfg.data.name == "mnist" and cfg.model.net.hidden == [64, 32]
 
 
 def test_unknown_key_suggests_the_closest():
@@ -85,9 +86,9 @@ def test_the_size_estimate_counts_the_parameters_the_model_has(preset):
 
     cfg = make_config(preset=preset)
     shape = (1, 8, 8) if preset.startswith("digits") else (1, 28, 28)
-    model = build_model(cfg.model, shape, 256, 10)
+    model = build_model(cfg.model, DataSchema.for_shape(shape, 256, 10))
     real = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
-    assert parameter_count(cfg.model, shape, 256, 10) == real > 0
+    assert parameter_count(cfg.model, DataSchema.for_shape(shape, 256, 10)) == real > 0
 
 
 def test_anchors_and_aliases_never_load_but_plain_yaml_does(tmp_path):

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
+from vaekit import registry as parts_registry
 from vaekit.data import DataSet, available_datasets, load_dataset, register
-from vaekit.data import registry as registry_module
 from vaekit.data.idx import read_idx, write_idx
 from vaekit.data.mnist import valid_size
 from vaekit.data.safe_pickle import safe_loads
@@ -574,8 +574,7 @@ def test_fractions_are_checked() -> None:
 
 
 def test_register_custom_loader(monkeypatch) -> None:
-    monkeypatch.setattr(registry_module, "_NAMED", dict(registry_module._NAMED))
-    monkeypatch.setattr(registry_module, "_PREFIXED", dict(registry_module._PREFIXED))
+    monkeypatch.setitem(parts_registry._TABLE, "data", dict(parts_registry._TABLE["data"]))
     calls = []
 
     def tiny(data_dir, seed, valid_fraction, test_fraction):

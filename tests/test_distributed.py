@@ -22,7 +22,7 @@ from vaekit.training.trainer import Trainer
 
 BATCH = 16
 SETTINGS = {
-    "data.binarize": "none", "model.net": "mlp", "model.hidden": [24], "model.latent_dim": 3,
+    "data.binarize": "none", "model.net": "mlp", "model.net.hidden": [24], "model.latent_dim": 3,
     "train.batch_size": BATCH, "train.epochs": 2, "train.progress": False, "train.threads": 1,
     "train.precision": "fp32", "train.compile": "off", "train.num_samples": 4,
 }

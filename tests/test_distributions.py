@@ -11,17 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from vaekit.config import part_config
 from vaekit.errors import ConfigError
-from vaekit.parts.distributions import (
+from vaekit.parts.distributions import DiagonalGaussian, DiscretizedLogisticMixture, log_prob_repeated
+from vaekit.parts.likelihoods import (
     BernoulliLikelihood,
-    DiagonalGaussian,
-    DiscretizedLogisticMixture,
     GaussianLikelihood,
     LogisticMixtureLikelihood,
     build_likelihood,
-    log_prob_repeated,
 )
 from vaekit.parts.priors import StandardNormal, kl_diag_gaussian_standard_normal
+from vaekit.schema import DataSchema
 
 
 def test_bernoulli_log_prob_matches_scipy():
@@ -147,11 +147,11 @@ def test_analytic_kl_matches_monte_carlo():
 
 def test_bad_likelihood_configs_are_refused():
     with pytest.raises(ConfigError, match="logistic"):
-        build_likelihood("poisson", (1, 8, 8), 256)
+        part_config("likelihood", "poisson")
     with pytest.raises(ConfigError, match="continuous"):
-        build_likelihood("logistic-mixture", (4,), None)
+        build_likelihood(part_config("likelihood", "logistic-mixture"), DataSchema.for_shape((4,)))
     with pytest.raises(ConfigError, match="per-pixel"):
-        build_likelihood("gaussian", (4,), None, scale="learnt")
+        part_config("likelihood", "gaussian", {"scale": "learnt"})
 
 
 @settings(max_examples=25, deadline=None)

@@ -16,10 +16,11 @@ from vaekit.evaluation import bits_per_dim, evaluate_model, importance_sample, i
 from vaekit.evaluation.metrics import bpd_convention
 from vaekit.models import VAE
 from vaekit.nets.mlp import MLPDecoder, MLPEncoder
-from vaekit.parts.distributions import GaussianLikelihood
+from vaekit.parts.likelihoods import GaussianLikelihood
 from vaekit.parts.objectives import Terms
 from vaekit.parts.posteriors import GaussianPosterior
 from vaekit.parts.priors import StandardNormal
+from vaekit.schema import DataSchema
 
 D, d, SIGMA = 6, 3, 0.5
 
@@ -45,7 +46,7 @@ def linear_vae(w_mu: torch.Tensor, b_mu: torch.Tensor, std: torch.Tensor, w_dec:
     diag std^2), p(x|z) = N(w_dec z + b_dec, sigma^2 I), p(z) = N(0, I)."""
     dz, dx = w_mu.shape
     enc = MLPEncoder((dx,), 2 * dz, [])
-    dec = MLPDecoder(dz, (dx,), 1, [])
+    dec = MLPDecoder(dz, (dx,), [])
     model = VAE(enc, GaussianPosterior(dz), StandardNormal(dz), dec,
                 GaussianLikelihood((dx,), "fixed", sigma), (dx,)).double()
     raw = torch.log(torch.expm1(std - 1e-5))  # softplus^-1: DiagonalGaussian adds 1e-5
@@ -188,10 +189,11 @@ def test_chunk_invariance_with_uniform_draws_and_a_real_vae():
     a = log_likelihood(toy, x, k=64, batch_size=30, sample_chunk=64, seed=1)
     b = log_likelihood(toy, x, k=64, batch_size=4, sample_chunk=5, seed=1)
     assert (a - b).abs().max() < 1e-12
-    from vaekit.config import ModelConfig
+    from vaekit.config import make_config
     from vaekit.models import build_model
 
-    vae = build_model(ModelConfig(net="mlp", hidden=[32], latent_dim=4), (1, 8, 8), 17, None).eval()
+    cfg = make_config(overrides={"model.net.hidden": [32], "model.latent_dim": 4})
+    vae = build_model(cfg.model, DataSchema.for_shape((1, 8, 8), 17, None)).eval()
     xb = torch.bernoulli(torch.full((20, 1, 8, 8), 0.3))
     a = log_likelihood(vae, xb, k=50, batch_size=20, sample_chunk=50, seed=2)
     b = log_likelihood(vae, xb, k=50, batch_size=3, sample_chunk=7, seed=2)
@@ -222,11 +224,12 @@ def test_gpu_chunks_fill_a_share_of_free_memory_measured_on_a_full_size_probe(mo
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_the_gpu_estimate_equals_the_cpu_estimate_with_its_own_chunk_sizes():
-    from vaekit.config import ModelConfig
+    from vaekit.config import make_config
     from vaekit.models import build_model
 
     torch.manual_seed(0)
-    vae = build_model(ModelConfig(net="mlp", hidden=[32], latent_dim=4), (1, 8, 8), 2, None).eval()
+    cfg = make_config(overrides={"model.net.hidden": [32], "model.latent_dim": 4})
+    vae = build_model(cfg.model, DataSchema.for_shape((1, 8, 8), 2, None)).eval()
     xb = torch.bernoulli(torch.full((40, 1, 8, 8), 0.3))
     cpu = importance_sample(vae, xb, k=300, seed=3, batch_size=3, sample_chunk=70)
     gpu = importance_sample(vae.cuda(), xb, k=300, seed=3)  # chunk sizes from the GPU's free memory

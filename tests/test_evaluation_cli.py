@@ -11,7 +11,7 @@ import torch
 import vaekit
 from vaekit.cli import main
 
-QUICK = {"train.epochs": 1, "train.progress": False, "model.hidden": [32], "train.threads": 1}
+QUICK = {"train.epochs": 1, "train.progress": False, "model.net.hidden": [32], "train.threads": 1}
 KEYS = {"elbo", "recon", "kl", "nll", "bpd", "iwae_bounds", "active_units", "kl_per_dim", "split", "K",
         "seed", "n"}
 

@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from vaekit.config import part_config
 from vaekit.errors import ConfigError
 from vaekit.parts.flows import IAF, MADE
 from vaekit.parts.posteriors import IAFPosterior, build_posterior
+from vaekit.schema import DataSchema
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
@@ -84,12 +86,13 @@ def test_iaf_posterior_is_normalized():
 
 
 def test_flow_posterior_mean_is_deterministic_and_refusals():
-    post = build_posterior("iaf", 3, flow_steps=1, flow_hidden=8, flow_context=2)
+    cfg = part_config("posterior", "iaf", {"steps": 1, "hidden": 8, "context": 2})
+    post = build_posterior(cfg, DataSchema.for_shape((5,)), 3)
     h = torch.randn(4, post.params_dim)
     assert torch.equal(post(h).mean, post(h).mean)
     assert post(h).rsample((2,)).shape == (2, 4, 3)
     assert not post.analytic_kl and math.isfinite(post(h).mean.sum().item())
-    with pytest.raises(ConfigError, match="flow_steps"):
-        build_posterior("iaf", 3, flow_steps=0)
+    with pytest.raises(ConfigError, match="model.posterior.steps"):
+        part_config("posterior", "iaf", {"steps": 0})
     with pytest.raises(ConfigError, match="gaussian, iaf"):
-        build_posterior("planar", 3)
+        part_config("posterior", "planar")

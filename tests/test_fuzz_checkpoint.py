@@ -18,7 +18,7 @@ from vaekit.runs.checkpoint import load_tensors
 from vaekit.training.trainer import Trainer
 
 TINY = {
-    "model.hidden": [8],
+    "model.net.hidden": [8],
     "model.latent_dim": 2,
     "train.epochs": 1,
     "train.progress": False,

@@ -21,15 +21,17 @@ from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import HierarchicalVAE, build_model
 from vaekit.models.hierarchical import SOFTPLUS_ONE
 from vaekit.parts.objectives import elbo_loss, iwae_loss
+from vaekit.schema import DataSchema
 from vaekit.training.trainer import Trainer
 
-DIGITS = {"model.kind": "hierarchical", "model.net": "mlp", "model.hidden": [32], "train.progress": False,
-          "train.threads": 1}
+DIGITS = {"model.name": "hierarchical", "model.width": 32, "train.progress": False, "train.threads": 1}
+MLP = {"model.net": "mlp", "model.net.hidden": [32]}  # the backbone unless a test names another
 
 
 def tiny(dims: list[int], shape: tuple[int, ...] = (1, 8, 8), **overrides) -> HierarchicalVAE:
-    cfg = make_config(overrides={**DIGITS, "model.latent_dims": dims, **overrides})
-    return build_model(cfg.model, shape, 256, None)
+    net = {} if "model.net" in overrides else MLP
+    cfg = make_config(overrides={**DIGITS, **net, "model.latent_dims": dims, **overrides})
+    return build_model(cfg.model, DataSchema.for_shape(shape, 256, None))
 
 
 def scale_nets(model: HierarchicalVAE, part: str, factor: float) -> None:
@@ -159,22 +161,21 @@ def test_importance_sampled_log_likelihood_matches_quadrature():
 def test_bad_combinations_are_refused_with_reasons():
     with pytest.raises(ConfigError, match="latent_dims"):
         tiny([])
-    with pytest.raises(ConfigError, match="top-down path"):
+    # its prior is the top-down path and its posterior walks the same path: no sections for them
+    with pytest.raises(ConfigError, match="'hierarchical' has no option 'prior'"):
         tiny([2, 2], **{"model.prior": "vamp"})
-    with pytest.raises(ConfigError, match="top-down path"):
+    with pytest.raises(ConfigError, match="'hierarchical' has no option 'posterior'"):
         tiny([2, 2], **{"model.posterior": "iaf"})
-    cfg = make_config(overrides={"model.latent_dims": [2, 2]})
-    with pytest.raises(ConfigError, match="only used by model.kind=hierarchical"):
-        build_model(cfg.model, (1, 8, 8), 17, None)
-    cfg = make_config(overrides={"model.kind": "ladder"})
-    with pytest.raises(ConfigError, match="unknown model kind"):
-        build_model(cfg.model, (1, 8, 8), 17, None)
+    with pytest.raises(ConfigError, match="(?s)'vae' has no option 'latent_dims'.*model.name=hierarchical"):
+        make_config(overrides={"model.latent_dims": [2, 2]})
+    with pytest.raises(ConfigError, match="unknown model 'ladder'"):
+        make_config(overrides={"model.name": "ladder"})
 
 
 @pytest.mark.parametrize(
     "overrides",
     [{"model.likelihood": "gaussian"},
-     {"model.likelihood": "logistic-mixture", "model.mixture_components": 2}],
+     {"model.likelihood": "logistic-mixture", "model.likelihood.components": 2}],
     ids=["gaussian", "logistic-mixture"],
 )
 def test_other_likelihoods_train_and_estimate(overrides):
@@ -210,8 +211,9 @@ def image_data(n: int = 48) -> DataSet:
 
 
 def test_trained_resnet_model_saves_loads_and_reports_layer_kl(tmp_path):
-    overrides = {**DIGITS, "model.net": "auto", "model.latent_dims": [2, 3], "model.channels": [4, 8],
-                 "model.hidden": [16], "data.binarize": "dynamic", "train.epochs": 2, "train.batch_size": 16,
+    overrides = {**DIGITS, "model.net": "resnet", "model.latent_dims": [2, 3], "model.net.channels": [4, 8],
+                 "model.net.width": 16, "model.width": 16, "data.binarize": "dynamic", "train.epochs": 2,
+                     "train.batch_size": 16,
                  "train.num_samples": 4, "model.conditional": True}
     trainer = Trainer(make_config(overrides=overrides), tmp_path / "run", data=image_data())
     trainer.fit()
@@ -238,7 +240,8 @@ def test_trained_resnet_model_saves_loads_and_reports_layer_kl(tmp_path):
 def test_each_epoch_record_has_the_validation_kl_per_layer(tmp_path):
     """metrics.jsonl: kl_layers (top first) per epoch for a hierarchical model, summing to the record's
     KL (the same posterior walks); a plain VAE's records have none."""
-    overrides = {**DIGITS, "model.latent_dims": [3, 2], "model.hidden": [16], "train.epochs": 2,
+    overrides = {**DIGITS, **MLP, "model.latent_dims": [3, 2], "model.net.hidden": [16], "model.width": 16,
+                 "train.epochs": 2,
                  "train.batch_size": 16}
     Trainer(make_config(overrides=overrides), tmp_path / "h", data=image_data()).fit()
     records = [json.loads(line) for line in (tmp_path / "h" / "metrics.jsonl").read_text().splitlines()]
@@ -246,8 +249,8 @@ def test_each_epoch_record_has_the_validation_kl_per_layer(tmp_path):
     for r in records:
         assert len(r["kl_layers"]) == 2 and min(r["kl_layers"]) > 0
         assert math.isclose(sum(r["kl_layers"]), r["kl"], rel_tol=1e-6)
-    plain = {**DIGITS, "model.kind": "vae", "model.latent_dim": 3, "model.hidden": [16], "train.epochs": 1,
-             "train.batch_size": 16}
+    plain = {"model.latent_dim": 3, "model.net.hidden": [16], "train.epochs": 1, "train.batch_size": 16,
+             "train.progress": False, "train.threads": 1}
     Trainer(make_config(overrides=plain), tmp_path / "v", data=image_data()).fit()
     record = json.loads((tmp_path / "v" / "metrics.jsonl").read_text())
     assert "kl_layers" not in record and record["epoch"] == 1
@@ -272,8 +275,9 @@ def test_objectives_train_the_model(objective):
 
 def test_cli_trains_and_encodes_a_hierarchical_model(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = cli_main(["train", "--preset", "digits-mlp", "--out", str(out), "--model.kind", "hierarchical",
-                   "--model.latent_dims", "[3,2]", "--model.hidden", "[32]", "--train.epochs", "1",
+    rc = cli_main(["train", "--preset", "digits-mlp", "--out", str(out), "--model.name", "hierarchical",
+                   "--model.latent_dims", "[3,2]", "--model.net.hidden", "[32]", "--model.width", "32",
+                   "--train.epochs", "1",
                    "--train.progress", "false"])
     assert rc == 0
     assert cli_main(["encode", str(out), "-o", str(tmp_path / "z.npy")]) == 0
@@ -299,13 +303,14 @@ def test_initial_kl_is_of_the_order_of_the_latent_units(activation):
     """Unit-gain heads and a zero top state: before training, q and p differ by O(1) nats per unit
     (with the activation's gain on the heads the first KL was ~3e4 nats for 150 units)."""
     torch.manual_seed(0)
-    model = tiny([50, 100], shape=(1, 28, 28), **{"model.hidden": [100, 100], "model.activation": activation})
+    model = tiny([50, 100], shape=(1, 28, 28), **{"model.net.hidden": [100, 100], "model.width": 100,
+                                                   "model.net.activation": activation})
     kl = model(binary(64, (1, 28, 28))).kl_layers.mean(0)
     assert (kl < 5.0 * torch.tensor([50.0, 100.0])).all(), kl
     assert not any("start" in name for name, _ in model.named_parameters())
 
 
-MAPS = {"model.net": "conv", "model.channels": [4, 8], "model.latent_channels": [2, 1]}
+MAPS = {"model.net": "conv", "model.net.channels": [4, 8], "model.latent_channels": [2, 1]}
 
 
 def test_map_layers_hold_latent_channels_at_every_position():
@@ -352,14 +357,15 @@ def test_map_layers_need_a_feature_map_and_channels():
         tiny([2], **{"model.latent_channels": [2]})  # the MLP backbone
     with pytest.raises(ConfigError, match="model.latent_channels' holds sizes that must each be >= 1"):
         tiny([2], **{**MAPS, "model.latent_channels": [0]})
-    cfg = make_config(overrides={"model.latent_channels": [2], "model.net": "conv", "model.channels": [4, 8]})
-    with pytest.raises(ConfigError, match="only used by model.kind=hierarchical"):
-        build_model(cfg.model, (1, 8, 8), 17, None)
+    with pytest.raises(ConfigError, match="'vae' has no option 'latent_channels'"):
+        make_config(overrides={"model.latent_channels": [2], "model.net": "conv",
+                               "model.net.channels": [4, 8]})
 
 
 def test_conditional_model_with_map_layers_trains_saves_and_reports(tmp_path):
     overrides = {**DIGITS, "model.net": "resnet", "model.latent_dims": [2], "model.latent_channels": [1],
-                 "model.channels": [4, 8], "model.hidden": [16], "data.binarize": "dynamic",
+                 "model.net.channels": [4, 8], "model.net.width": 16, "model.width": 16,
+                     "data.binarize": "dynamic",
                  "train.epochs": 1, "train.batch_size": 16, "model.conditional": True,
                  "objective.free_bits": 0.1}
     trainer = Trainer(make_config(overrides=overrides), tmp_path / "run", data=image_data())
@@ -377,6 +383,8 @@ def test_conditional_model_with_map_layers_trains_saves_and_reports(tmp_path):
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "logistic-mixture"])
 def test_map_layers_work_with_the_other_likelihoods_on_colour_images(likelihood):
-    overrides = {**MAPS, "model.likelihood": likelihood, "model.mixture_components": 2}
+    overrides = {**MAPS, "model.likelihood": likelihood}
+    if likelihood == "logistic-mixture":
+        overrides["model.likelihood.components"] = 2
     model = tiny([2], shape=(3, 8, 8), **overrides)
     assert_trains_and_estimates(model, torch.randint(0, 256, (4, 3, 8, 8)).float() / 255, 15, 20)

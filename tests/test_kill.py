@@ -25,7 +25,7 @@ from vaekit.runs.checkpoint import load_tensors
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN_ARGS = (
-    "--model.hidden [32] --model.latent_dim 4 --data.binarize dynamic --train.batch_size 32 "
+    "--model.net.hidden [32] --model.latent_dim 4 --data.binarize dynamic --train.batch_size 32 "
     "--train.lr 0.003 --train.progress false --train.threads 1 --train.device cpu --train.num_samples 4 "
     "--train.checkpoint_every 4"
 ).split()

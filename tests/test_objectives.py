@@ -10,6 +10,7 @@ import torch
 from vaekit.config import Config
 from vaekit.models import build_model
 from vaekit.parts.objectives import Terms, elbo_loss, iwae_bound, iwae_loss, kl_weight
+from vaekit.schema import DataSchema
 
 
 def _terms(k=4, b=3, d=2, seed=0):
@@ -65,8 +66,8 @@ def test_iwae_with_one_sample_equals_monte_carlo_elbo():
 
 def test_model_terms_and_iwae_gradient_flow():
     cfg = Config()
-    cfg.model.hidden = [32]
-    model = build_model(cfg.model, (1, 8, 8), 17, None)
+    cfg.model.net.hidden = [32]
+    model = build_model(cfg.model, DataSchema.for_shape((1, 8, 8), 17, None))
     x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.3))
     t = model(x, k=6)
     assert t.log_px_z.shape == (6, 5) and t.kl.shape == (5,) and t.kl_dims.shape == (5, 16)

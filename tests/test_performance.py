@@ -15,12 +15,13 @@ from vaekit.data import DataSet, Split
 from vaekit.data.transforms import bernoulli_from_thresholds, bernoulli_thresholds
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
+from vaekit.schema import DataSchema
 from vaekit.training import performance as perf
 from vaekit.training.performance import Forward, Policy
 from vaekit.training.trainer import Trainer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
-QUICK = {"train.epochs": 2, "train.progress": False, "model.hidden": [64, 32], "train.threads": 1}
+QUICK = {"train.epochs": 2, "train.progress": False, "model.net.hidden": [64, 32], "train.threads": 1}
 
 
 def model_cfg(**kw):
@@ -28,7 +29,7 @@ def model_cfg(**kw):
 
 
 def test_precision_choice(monkeypatch):
-    vae, hier = model_cfg(), model_cfg(kind="hierarchical", latent_dims=[4, 4])
+    vae, hier = model_cfg(), model_cfg(name="hierarchical", latent_dims=[4, 4])
     assert perf.pick_precision("fp32", CPU, vae, False) is None
     assert perf.pick_precision("bf16", CPU, vae, False) is torch.bfloat16
     monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: False)
@@ -69,7 +70,7 @@ def test_compile_choice(monkeypatch):
 def test_policy_for_gpu_and_cpu():
     train = make_config(overrides={"train.precision": "fp32", "train.compile": "off"}).train
     conv_cfg = model_cfg(net="conv")
-    conv = build_model(conv_cfg, (3, 16, 16), 256, None)
+    conv = build_model(conv_cfg, DataSchema.for_shape((3, 16, 16), 256, None))
     gpu = perf.make_policy(train, conv_cfg, CUDA, 100, conv)
     assert gpu.channels_last and gpu.fused_optimizer and not gpu.compile
     assert not perf.make_policy(train, conv_cfg, CUDA, 100, _digits_model()).channels_last  # an MLP
@@ -83,7 +84,8 @@ def test_policy_for_gpu_and_cpu():
 
 def _digits_model(seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(model_cfg(net="mlp", hidden=[64], latent_dim=4), (1, 8, 8), 17, None)
+    return build_model(model_cfg(**{"net.hidden": [64]}, latent_dim=4), DataSchema.for_shape((1, 8, 8),
+                                                                                             17, None))
 
 
 def test_bf16_autocast_runs_the_networks_in_bf16_and_the_densities_in_fp32():

@@ -11,13 +11,14 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-import vaekit.parts.priors as priors_module
-from vaekit.config import Config
+import vaekit.parts.priors.base as priors_base
+from vaekit.config import make_config
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
-from vaekit.parts.priors import MixtureOfGaussians, VampPrior, build_prior
+from vaekit.parts.priors import MixtureOfGaussians, VampPrior
 from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import load_tensors
+from vaekit.schema import DataSchema
 
 
 def _scipy_mixture(z: np.ndarray, loc: np.ndarray, scale: np.ndarray, log_w: np.ndarray) -> np.ndarray:
@@ -57,7 +58,7 @@ def test_mixture_log_prob_in_chunks_equals_one_pass(monkeypatch):
     _randomize_mog(prior)
     z = torch.randn(7, 11, 2, dtype=torch.float64)
     whole = prior.log_prob(z)
-    monkeypatch.setattr(priors_module, "_CHUNK_NUMBERS", 10)  # 1 row per chunk
+    monkeypatch.setattr(priors_base, "_CHUNK_NUMBERS", 10)  # 1 row per chunk
     assert torch.allclose(prior.log_prob(z), whole, rtol=0, atol=1e-12)
 
 
@@ -78,12 +79,9 @@ def test_mixture_samples_have_the_mixture_moments():
 
 
 def _vamp_model(event_shape=(1, 4, 4), latent=3, components=5):
-    cfg = Config()
-    cfg.model.hidden = [16]
-    cfg.model.latent_dim = latent
-    cfg.model.prior = "vamp"
-    cfg.model.prior_components = components
-    return build_model(cfg.model, event_shape, 17, None)
+    cfg = make_config(overrides={"model.net.hidden": [16], "model.latent_dim": latent, "model.prior": "vamp",
+                                 "model.prior.components": components})
+    return build_model(cfg.model, DataSchema.for_shape(event_shape, 17, None))
 
 
 def test_vampprior_log_prob_is_the_mixture_of_encoder_posteriors_scipy():
@@ -134,11 +132,10 @@ def test_vampprior_survives_save_load_and_copy(tmp_path):
 def test_unbound_vampprior_and_bad_settings_are_refused():
     with pytest.raises(RuntimeError, match="bind"):
         VampPrior(2, 3, (1, 4, 4)).log_prob(torch.zeros(1, 2))
-    with pytest.raises(ConfigError, match="prior_components"):
-        build_prior("mog", 2, components=0)
-    with pytest.raises(ConfigError, match="normal, mog, vamp"):
-        build_prior("flow", 2)
-    cfg = Config()
-    cfg.model.prior, cfg.model.conditional = "vamp", True
+    with pytest.raises(ConfigError, match="model.prior.components"):
+        make_config(overrides={"model.prior": "mog", "model.prior.components": 0})
+    with pytest.raises(ConfigError, match="mog, normal, vamp"):
+        make_config(overrides={"model.prior": "flow"})
+    cfg = make_config(overrides={"model.prior": "vamp", "model.conditional": True})
     with pytest.raises(ConfigError, match="label"):
-        build_model(cfg.model, (1, 8, 8), 17, 10)
+        build_model(cfg.model, DataSchema.for_shape((1, 8, 8), 17, 10))

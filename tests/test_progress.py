@@ -15,7 +15,7 @@ from vaekit.cli import main
 from vaekit.progress import LineProgress, NoProgress, reporter
 from vaekit.training.performance import compile_reason
 
-QUICK = {"train.epochs": 1, "model.hidden": [32], "train.threads": 1}
+QUICK = {"train.epochs": 1, "model.net.hidden": [32], "train.threads": 1}
 LINE = re.compile(r"^(?P<desc>.+): (?P<done>\S+)/(?P<total>\S+) (?P<unit>\w+)s \((?P<pct>\d+)%\), ")
 
 
@@ -136,7 +136,7 @@ def test_quiet_prints_only_results_and_errors(run, tmp_path, capsys, where):
 
 def test_train_says_how_it_runs_and_what_came_out(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--model.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
+    args = ["--model.net.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
             "--train.batch_size", "100", "--train.progress", "false", "--train.precision", "fp32"]
     assert main(["train", "--preset", "digits-mlp", "--out", str(out), *args]) == 0
     got = capsys.readouterr()
@@ -183,7 +183,7 @@ def test_the_cpu_compile_switch_is_explained(total, compiled, says):
 @pytest.mark.parametrize("record", ["kept", "unreadable"])
 def test_resume_adds_its_session_to_the_policy_and_says_where_it_starts(tmp_path, capsys, record):
     out = tmp_path / "run"
-    args = ["--model.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
+    args = ["--model.net.hidden", "[32]", "--train.threads", "1", "--train.epochs", "2",
             "--train.batch_size", "500", "--train.precision", "fp32",
             "--train.max_minutes", "1e-9"]  # stops after epoch 1
     assert main(["train", "--preset", "digits-mlp", "--out", str(out), *args]) == 0

@@ -28,7 +28,7 @@ from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
-    "model.hidden": [8],
+    "model.net.hidden": [8],
     "model.latent_dim": 2,
     "train.epochs": 2,
     "train.progress": False,
@@ -259,7 +259,7 @@ def test_divergence_stops_with_a_message_and_the_checkpoint_intact(tmp_path, max
         vaekit.train(tmp_path / "run", preset="digits-mlp", data=_huge_values_data(), **overrides)
     msg = str(info.value)
     assert f"after {max_rollbacks} rollback(s)" in msg and "intact" in msg
-    for hint in ("--train.lr", "--train.grad_clip", "--model.likelihood_scale", "extreme values"):
+    for hint in ("--train.lr", "--train.grad_clip", "--model.likelihood.scale", "extreme values"):
         assert hint in msg
     assert capsys.readouterr().err.count("rolled back") == max_rollbacks
     tensors, meta = load_tensors(tmp_path / "run" / rd.CHECKPOINT)

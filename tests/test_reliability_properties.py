@@ -4,12 +4,10 @@ set holds, vaekit either accepts it (and the result is sound) or refuses it with
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import io
 import json
 import tempfile
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vaekit.cli import _field_help, _overrides, build_parser
+from vaekit.cli import _config_options, _overrides, build_parser
 from vaekit.config import Config, all_keys, make_config
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
@@ -29,7 +27,7 @@ from vaekit.training.trainer import check_data_fits
 SETTINGS = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 EXAMPLES = {"config-file": 60, "config-text": 60, "command-line": 60, "image-folder": 40, "python-data": 60}
 
-_NAMES = sorted({k.split(".")[0] for k in all_keys()} | {k.split(".")[1] for k in all_keys()})
+_NAMES = sorted({k.split(".")[0] for k in all_keys()} | {k.split(".")[1] for k in all_keys() if "." in k})
 _scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -51,32 +49,38 @@ _wild = st.dictionaries(
 )
 
 
-def _typed(hint, help_text: str) -> st.SearchStrategy:
-    """Plausible values for a config field of type ``hint`` (mostly valid, some edge cases);
-    strings come from the choices its help comment lists ('mlp | conv | ...')."""
-    plain = {
-        int: st.integers(-1, 64),
-        float: st.one_of(st.floats(0, 1), st.sampled_from([0.0, 2.0, -1.0, float("nan")])),
-        bool: st.booleans(),
-        list[int]: st.lists(st.integers(0, 64), max_size=3),
-        list[float]: st.lists(st.floats(0, 1), max_size=3),
-    }
-    if hint in plain:
-        return plain[hint]
-    choices = [w.split()[0] for w in help_text.split("|") if w.strip()] or ["x"]
+def _typed(default, help_text: str) -> st.SearchStrategy:
+    """Plausible values for a config option with this default (mostly valid, some edge cases);
+    strings come from the choices its help lists ('mlp | conv | ...')."""
+    if isinstance(default, bool):
+        return st.booleans()
+    if isinstance(default, int):
+        return st.integers(-1, 64)
+    if isinstance(default, float):
+        return st.one_of(st.floats(0, 1), st.sampled_from([0.0, 2.0, -1.0, float("nan")]))
+    if isinstance(default, list):
+        floats = bool(default) and isinstance(default[0], float)
+        return st.lists(st.floats(0, 1) if floats else st.integers(0, 64), max_size=3)
+    text = help_text.split("choices:")[-1].split("(default")[0].split("[")[0]
+    choices = [w.split()[0] for w in text.split("|") if w.strip()] or ["x"]
     return st.one_of(st.none(), st.sampled_from(choices))
 
 
-def _section(cls) -> st.SearchStrategy:
-    hints, helps = typing.get_type_hints(cls), _field_help(cls)
-    fields = {f.name: _typed(hints[f.name], helps.get(f.name, "")) for f in dataclasses.fields(cls)}
-    return st.fixed_dictionaries({}, optional=fields)
+def _nest(flat: dict[str, object]) -> dict[str, object]:
+    """{'model.prior.name': 'vamp'} -> {'model': {'prior': {'name': 'vamp'}}}."""
+    out: dict[str, object] = {}
+    for key, value in flat.items():
+        node = out
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
 
 
 _typed_doc = st.fixed_dictionaries(
-    {},
-    optional={f.name: _section(typing.get_type_hints(Config)[f.name]) for f in dataclasses.fields(Config)},
-)
+    {}, optional={key: _typed(default, help_) for key, help_, default in _config_options(Config, "")}
+).map(_nest)
 _sections = st.one_of(_typed_doc, _wild)
 
 

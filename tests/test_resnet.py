@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaekit.config import make_config
+from vaekit.config import make_config, part_config
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.nets import build_nets
 from vaekit.nets.resnet import ResBlock, ResNetDecoder, ResNetEncoder
 from vaekit.parts.objectives import elbo_loss
+from vaekit.schema import DataSchema
 
 
 @pytest.mark.parametrize("shape, channels", [((1, 28, 28), [8, 16]), ((3, 32, 32), [8, 16, 16])])
@@ -36,27 +37,33 @@ def test_residual_block_is_identity_plus_its_branch():
     assert torch.equal(block(x), x)
 
 
+def resnet_pair(shape: tuple[int, ...], channels: list[int], blocks: int = 1):
+    """The (encoder, decoder) of a resnet backbone for data of this shape."""
+    cfg = part_config("net", "resnet", {"channels": channels, "width": 16, "blocks": blocks})
+    return build_nets(cfg, DataSchema.for_shape(shape, 256), 4, 8, shape)
+
+
 @pytest.mark.parametrize(
     "shape, channels, match",
     [
         ((1, 30, 30), [8, 16], "28x28 or 32x32"),
         ((1, 28, 32), [8, 16], "28x28 or 32x32"),
         ((3, 64, 64), [8, 16], "28x28 or 32x32"),
-        ((784,), [8, 16], "28x28 or 32x32"),
+        ((784,), [8, 16], "image data"),
         ((1, 28, 28), [8, 16, 32], "1 to 2 stride-2 stages"),
         ((1, 32, 32), [], "1 to 3 stride-2 stages"),
     ],
 )
 def test_other_shapes_are_refused_with_a_fix(shape, channels, match):
     with pytest.raises(ConfigError, match=match) as err:
-        build_nets("resnet", shape, 4, 8, 1, [16], channels, "relu")
+        resnet_pair(shape, channels)
     assert err.value.fix
 
 
 def test_plain_vae_with_resnet_backbone_fits_a_batch():
-    cfg = make_config(overrides={"model.net": "resnet", "model.channels": [4, 8], "model.hidden": [16],
-                                 "model.latent_dim": 4, "model.res_blocks": 2})
-    model = build_model(cfg.model, (1, 28, 28), 256, None)
+    cfg = make_config(overrides={"model.net": "resnet", "model.net.channels": [4, 8], "model.net.width": 16,
+                                 "model.latent_dim": 4, "model.net.blocks": 2})
+    model = build_model(cfg.model, DataSchema.for_shape((1, 28, 28), 256, None))
     assert isinstance(model.encoder, ResNetEncoder) and isinstance(model.decoder, ResNetDecoder)
     x = (torch.rand(8, 1, 28, 28) > 0.7).float()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -71,13 +78,13 @@ def test_plain_vae_with_resnet_backbone_fits_a_batch():
     assert first > 540 and loss.item() < 500, (first, loss.item())
 
 
-def test_auto_picks_resnet_for_the_hierarchical_model_on_28x28_only():
-    cfg = make_config(overrides={"model.kind": "hierarchical", "model.latent_dims": [2, 2],
-                                 "model.channels": [8, 16], "model.hidden": [16]})
-    assert isinstance(build_model(cfg.model, (1, 28, 28), 256, None).encoder.backbone, ResNetEncoder)
-    assert not isinstance(build_model(cfg.model, (1, 8, 8), 17, None).encoder.backbone, ResNetEncoder)
+def test_the_hierarchical_model_takes_the_resnet_by_default():
+    cfg = make_config(overrides={"model.name": "hierarchical", "model.latent_dims": [2, 2],
+                                 "model.net.channels": [8, 16], "model.net.width": 16, "model.width": 16})
+    model = build_model(cfg.model, DataSchema.for_shape((1, 28, 28), 256, None))
+    assert isinstance(model.encoder.backbone, ResNetEncoder)
 
 
 def test_negative_block_count_is_refused():
-    with pytest.raises(ConfigError, match="res_blocks"):
-        build_nets("resnet", (1, 28, 28), 4, 8, 1, [16], [8], "relu", blocks=-1)
+    with pytest.raises(ConfigError, match="model.net.blocks"):
+        resnet_pair((1, 28, 28), [8], blocks=-1)

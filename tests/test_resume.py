@@ -17,7 +17,8 @@ from vaekit.runs.checkpoint import load_tensors
 from vaekit.runs.report import record_evaluation
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TRAIN = ["--preset", "digits-mlp", "--train.epochs", "3", "--model.hidden", "[16]", "--model.latent_dim", "4",
+TRAIN = ["--preset", "digits-mlp", "--train.epochs", "3", "--model.net.hidden", "[16]",
+         "--model.latent_dim", "4",
          "--train.progress", "false", "--train.threads", "1", "--train.device", "cpu"]
 EVALUATED = {"nll": -70.5, "K": 10, "seed": 0, "iwae_bounds": {"1": -75.0, "10": -71.0},
              "kl_per_dim": [1.0, 2.0, 0.5, 0.1]}

@@ -33,7 +33,7 @@ from vaekit.server.app import MAX_UPLOAD_BYTES, STATIC_DIR  # noqa: E402
 from vaekit.server.explorer import interpolate_latents  # noqa: E402
 from vaekit.server.projection import PCA, fit_projection  # noqa: E402
 
-TINY = {"train.epochs": 2, "train.progress": False, "model.hidden": [32]}
+TINY = {"train.epochs": 2, "train.progress": False, "model.net.hidden": [32]}
 
 
 def train_tiny(base: Path, name: str, **extra) -> Path:
@@ -111,7 +111,7 @@ def test_info_orders_dimensions_by_their_mean_kl(client, model, split, run_dir):
     assert info["dim_order"] == [int(i) for i in np.argsort(-kl, kind="stable")]
     recorded = json.loads((run_dir / "evaluation.json").read_text())
     assert info["evaluation"]["test"]["elbo"] == pytest.approx(recorded["test"]["elbo"])
-    assert info["config"]["model"]["hidden"] == [32]
+    assert info["config"]["model"]["net"]["hidden"] == [32]
     assert info["limits"]["max_upload_bytes"] == MAX_UPLOAD_BYTES
 
 

@@ -13,9 +13,10 @@ from vaekit.data.transforms import eval_view
 from vaekit.errors import ConfigError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models import build_model
+from vaekit.schema import DataSchema
 from vaekit.training.trainer import Trainer
 
-QUICK = {"train.epochs": 3, "train.progress": False, "model.hidden": [64, 32], "train.threads": 1}
+QUICK = {"train.epochs": 3, "train.progress": False, "model.net.hidden": [64, 32], "train.threads": 1}
 
 
 def test_training_improves_validation_elbo_by_a_clear_margin(tmp_path):
@@ -64,12 +65,12 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"model.likelihood": "gaussian", "data.binarize": "none", "model.likelihood_scale": "per-pixel"},
-        {"model.likelihood": "logistic-mixture", "data.binarize": "none", "model.mixture_components": 3},
+        {"model.likelihood": "gaussian", "data.binarize": "none", "model.likelihood.scale": "per-pixel"},
+        {"model.likelihood": "logistic-mixture", "data.binarize": "none", "model.likelihood.components": 3},
         {"objective.name": "iwae", "objective.samples": 5},
         {"objective.warmup_epochs": 1.0, "objective.free_bits": 0.1, "objective.beta": 2.0},
         {"model.conditional": True},
-        {"model.net": "conv", "model.channels": [16]},
+        {"model.net": "conv", "model.net.channels": [16]},
     ],
     ids=["gaussian", "logmix", "iwae", "warmup-freebits-beta", "conditional", "conv"],
 )
@@ -94,7 +95,7 @@ def test_bad_combinations_refused_before_training(tmp_path):
         Trainer(cfg, tmp_path / "run")
     cfg = make_config(preset="digits-mlp", overrides={"model.net": "conv"})
     with pytest.raises(ConfigError, match="divide"):
-        build_model(cfg.model, (1, 10, 10), 256, None)
+        build_model(cfg.model, DataSchema.for_shape((1, 10, 10), 256, None))
 
 
 def test_eval_view_static_binarization_is_fixed():

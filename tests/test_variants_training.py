@@ -10,14 +10,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import vaekit
-from vaekit.config import Config
+from vaekit.config import Config, set_dotted
 from vaekit.data import load_dataset
 from vaekit.data.transforms import eval_view, to_unit
 from vaekit.evaluation import active_units, evaluate_elbo, posterior_means
 from vaekit.models import build_model
 from vaekit.parts.objectives import make_loss, mmd
 
-QUICK = {"train.progress": False, "train.threads": 1, "model.hidden": [64, 32], "train.epochs": 20}
+QUICK = {"train.progress": False, "train.threads": 1, "model.net.hidden": [64, 32], "train.epochs": 20}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_infovae_aggregate_posterior_is_closer_to_the_prior(tmp_path_factory, di
 @pytest.fixture(scope="module")
 def cvae(tmp_path_factory, digits):
     return _train(
-        tmp_path_factory, digits, **{"model.conditional": True, "model.hidden": [128, 64], "train.epochs": 30}
+        tmp_path_factory, digits, **{"model.conditional": True, "model.net.hidden": [128, 64],
+                                     "train.epochs": 30}
     )
 
 
@@ -96,31 +97,30 @@ VARIANTS = {
     "beta": {"objective.beta": 4.0},
     "betatc": {"objective.tc_weight": 5.0},
     "infovae": {"objective.mmd_weight": 100.0},
-    "mog": {"model.prior": "mog", "model.prior_components": 5},
-    "vamp": {"model.prior": "vamp", "model.prior_components": 10},
-    "iaf": {"model.posterior": "iaf", "model.flow_hidden": 32, "model.flow_context": 8},
+    "mog": {"model.prior": "mog", "model.prior.components": 5},
+    "vamp": {"model.prior": "vamp", "model.prior.components": 10},
+    "iaf": {"model.posterior": "iaf", "model.posterior.hidden": 32, "model.posterior.context": 8},
 }
 LIKELIHOODS = {
     "bernoulli": {},
     "gaussian": {"model.likelihood": "gaussian", "data.binarize": "none"},
     "logmix": {
-        "model.likelihood": "logistic-mixture", "data.binarize": "none", "model.mixture_components": 2
+        "model.likelihood": "logistic-mixture", "data.binarize": "none", "model.likelihood.components": 2
     },
 }
 
 
 def _config(overrides: dict) -> Config:
-    """A Config from dotted overrides, through Config.from_dict (so the config-time checks run)."""
+    """A Config from dotted overrides, through Config.from_dict (the path of a config file)."""
     d: dict = {}
     for key, value in overrides.items():
-        section, name = key.split(".")
-        d.setdefault(section, {})[name] = value
+        set_dotted(d, key, value)
     return Config.from_dict(d)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_trains_saves_and_loads_through_the_api(tmp_path, digits, variant):
-    overrides = QUICK | {"train.epochs": 1, "model.hidden": [32]} | VARIANTS[variant]
+    overrides = QUICK | {"train.epochs": 1, "model.net.hidden": [32]} | VARIANTS[variant]
     model = vaekit.train(tmp_path / "run", preset="digits-mlp", data=digits, **overrides)
     loaded = vaekit.load(tmp_path / "run")
     x = to_unit(digits.test.x[:6])
@@ -135,8 +135,9 @@ def test_every_variant_trains_saves_and_loads_through_the_api(tmp_path, digits, 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_with_every_likelihood(digits, variant, likelihood):
-    cfg = _config({"model.hidden": [32], "model.latent_dim": 4} | VARIANTS[variant] | LIKELIHOODS[likelihood])
-    model = build_model(cfg.model, digits.event_shape, digits.levels, digits.num_classes)
+    cfg = _config({"model.net.hidden": [32],
+                   "model.latent_dim": 4} | VARIANTS[variant] | LIKELIHOODS[likelihood])
+    model = build_model(cfg.model, digits.schema)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x_all, y_all = to_unit(digits.train.x[:192]), digits.train.y[:192]
     for i in range(0, 192, 64):

@@ -276,11 +276,9 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
     kwargs = {}
     for k, v in d.items():
         if k not in fields:
-            err = _unknown(prefix + str(k), [prefix + n for n in sorted(fields)] + all_keys())
             if issubclass(cls, PartConfig) and prefix + str(k) not in RENAMED:
-                err = ConfigError(f"{err.problem} (the {prefix.rstrip('.')} part {d.get('name')!r} has "
-                                  f"no option {k!r})", err.hint)
-            raise err
+                raise _not_an_option(cls, d.get("name"), str(k), prefix)
+            raise _unknown(prefix + str(k), [prefix + n for n in sorted(fields)] + all_keys())
         kind = _part_kind(fields[k])
         if kind:
             kwargs[k] = _build_part(kind, v, fields[k], f"{prefix}{k}.")
@@ -289,6 +287,19 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
         else:
             kwargs[k] = _convert(v, hints[k], prefix + k)
     return cls(**kwargs)
+
+
+def _not_an_option(cls: type, name: Any, key: str, prefix: str) -> ConfigError:
+    """The part ``name`` has no option ``key``: say which options it has and which parts take ``key``."""
+    section = prefix.rstrip(".")
+    kind = part_sections().get(section)
+    takers = [n for n in registry.names(kind) if key in {f.name for f in
+                                                         dataclasses.fields(registry.lookup(kind, n).Config)}]
+    own = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    fix = f"its options are: {', '.join(own)}" if own else "it takes no options"
+    if takers:
+        fix += f"; '{key}' is an option of {section} {' / '.join(takers)} ({section}.name={takers[0]})"
+    return ConfigError(f"config key '{prefix}{key}': the {section} part {name!r} has no option '{key}'", fix)
 
 
 def _build_part(kind: str, v: Any, f: dataclasses.Field, prefix: str) -> PartConfig:
@@ -423,8 +434,9 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         child = {"name": child} if isinstance(child, str) else child if isinstance(child, dict) else {}
         node[p] = node = child
         section = ".".join(parts[: i + 1])
-        if section in sections and parts[i + 1:] == ["name"] and node.get("name") not in (None, value):
-            keep = _options_of(sections[section], value, section)
+        if section in sections and parts[i + 1:] == ["name"] and isinstance(value, str):
+            keep = {k.rsplit(".", k.count(".") - section.count(".") - 1)[0]
+                    for k in _options_of(sections[section], value, section)}  # its options and sections
             for other in [n for n in node if n != "name" and f"{section}.{n}" not in keep]:
                 del node[other]
     node[parts[-1]] = value

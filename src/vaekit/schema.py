@@ -17,6 +17,11 @@ KINDS = ("image", "table", "sequence")
 COLUMN_TYPES = ("continuous", "integer", "categorical", "ordinal", "boolean")
 
 
+def _positive_int(v: object) -> bool:
+    """JSON gives 1e6 as a float: sizes must be true integers."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a table: its name, type and, for categorical / ordinal / boolean columns, the
@@ -54,13 +59,14 @@ class DataSchema:
     vocabulary: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "event_shape", tuple(int(s) for s in self.event_shape))
+        shape = list(self.event_shape)
+        if not (1 <= len(shape) <= 3) or not all(_positive_int(s) for s in shape):
+            raise ValueError(f"event_shape={shape} must be 1 to 3 positive integer sizes")
+        object.__setattr__(self, "event_shape", tuple(int(s) for s in shape))
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
         if self.kind not in KINDS:
             raise ValueError(f"unknown data kind {self.kind!r}; use one of {KINDS}")
-        if not (1 <= len(self.event_shape) <= 3) or any(s < 1 for s in self.event_shape):
-            raise ValueError(f"event_shape must be 1 to 3 positive sizes, got {self.event_shape}")
         if self.kind == "image" and len(self.event_shape) != 3:
             raise ValueError(f"an image schema needs an event shape [C, H, W], got {self.event_shape}")
         if self.columns and (self.kind != "table" or len(self.columns) != self.event_shape[0]):
@@ -70,8 +76,15 @@ class DataSchema:
             raise ValueError("a sequence schema needs a vocabulary of at least two tokens")
         for key in ("levels", "num_classes"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{key} must be a positive integer or None, got {value!r}")
+            if value is not None and not _positive_int(value):
+                raise ValueError(f"{key}={value!r} must be a positive integer or None")
+
+    @classmethod
+    def for_shape(cls, event_shape: tuple[int, ...], levels: int | None = None,
+                  num_classes: int | None = None) -> DataSchema:
+        """The schema of plain arrays: an image for [C, H, W], else a table of continuous columns."""
+        kind = "image" if len(event_shape) == 3 else "table"
+        return cls(kind, tuple(event_shape), levels, True, num_classes)
 
     @property
     def values(self) -> int:

@@ -34,8 +34,8 @@ def check_resnet_shape(event_shape: tuple[int, ...], stages: int) -> None:
     if not 1 <= stages <= most:
         raise ConfigError(
             f"the resnet backbone on {side}x{side} images takes 1 to {most} stride-2 stages; "
-            f"model.channels has {stages}",
-            f"give model.channels 1 to {most} entries, e.g. [32, 64]",
+            f"model.net.channels has {stages}",
+            f"give model.net.channels 1 to {most} entries, e.g. [32, 64]",
         )
 
 
@@ -58,7 +58,7 @@ class ResBlock(nn.Module):
 
 def _blocks(channels: int, n: int, activation: str) -> list[nn.Module]:
     if n < 0:
-        raise ConfigError(f"model.res_blocks must be >= 0, got {n}", "set it to e.g. 1")
+        raise ConfigError(f"model.net.blocks must be >= 0, got {n}", "set it to e.g. 1")
     return [ResBlock(channels, activation) for _ in range(n)]
 
 

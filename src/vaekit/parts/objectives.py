@@ -15,7 +15,7 @@ from torch.distributions import Distribution, Normal
 from vaekit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vaekit.config import ModelConfig, ObjectiveConfig
+    from vaekit.config import ObjectiveConfig, PartConfig
 
 
 class Terms:
@@ -230,27 +230,29 @@ def make_loss(
     return replace(out, loss=loss)
 
 
-def check_objective(obj: ObjectiveConfig, model: ModelConfig) -> None:
-    """Refuse objective settings that make no sense with the configured parts, saying why."""
+def check_objective(obj: ObjectiveConfig, model_cfg: PartConfig) -> None:
+    """Refuse objective settings that make no sense with the configured parts, saying why (a model
+    without a posterior or prior section, the hierarchical one, has its own Gaussian ones)."""
+    posterior = getattr(getattr(model_cfg, "posterior", None), "name", "gaussian")
+    prior = getattr(getattr(model_cfg, "prior", None), "name", "normal")
     if obj.name == "iwae" and (obj.beta != 1 or obj.free_bits or obj.warmup_epochs):
         raise ConfigError(
             "objective.beta, free_bits and warmup_epochs weight the KL term of the ELBO; the IWAE "
             "bound has no separate KL term",
             "use objective.name=elbo with them, or leave them at 1, 0 and 0 with iwae",
         )
-    if obj.free_bits and (model.posterior != "gaussian" or model.prior != "normal"):
+    if obj.free_bits and (posterior != "gaussian" or prior != "normal"):
         raise ConfigError(
             "objective.free_bits floors the per-dimension KL, which has a closed form only for the "
-            f"gaussian posterior with the normal prior (here: {model.posterior} posterior, "
-            f"{model.prior} prior)",
+            f"gaussian posterior with the normal prior (here: {posterior} posterior, {prior} prior)",
             "set objective.free_bits=0, or use model.posterior=gaussian and model.prior=normal",
         )
-    if obj.tc_weight and (model.posterior != "gaussian" or model.kind != "vae"):
-        what = f"the {model.posterior} posterior" if model.kind == "vae" else f"a {model.kind} model"
+    if obj.tc_weight and (posterior != "gaussian" or model_cfg.name != "vae"):
+        what = f"the {posterior} posterior" if model_cfg.name == "vae" else f"a {model_cfg.name} model"
         raise ConfigError(
             "objective.tc_weight estimates the total correlation from the per-dimension densities "
             f"q(z_j|x) of a diagonal Gaussian posterior; {what} does not factorize over dimensions",
-            "use model.kind=vae and model.posterior=gaussian with the TC penalty, or objective.tc_weight=0",
+            "use model.name=vae and model.posterior=gaussian with the TC penalty, or objective.tc_weight=0",
         )
     if obj.tc_weight < 0 or obj.mmd_weight < 0:
         raise ConfigError(

@@ -98,7 +98,7 @@ class DivergenceGuard:
                 f"lowered to {lr:g}; the last good checkpoint in {trainer.out} is intact",
                 f"try a lower learning rate (--train.lr {lr / 10:g}), gradient clipping "
                 "(--train.grad_clip 1), a different likelihood scale for a Gaussian likelihood "
-                "(--model.likelihood_scale fixed, a larger --model.likelihood_sigma) and check the "
+                "(--model.likelihood.scale fixed, a larger --model.likelihood.sigma) and check the "
                 f"data for extreme values; start again with 'vaekit train --config "
                 f"{trainer.out}/config.json --out NEW_DIR' plus those options",
             )

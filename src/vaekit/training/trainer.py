@@ -34,7 +34,7 @@ from vaekit.evaluation import evaluate_elbo
 from vaekit.evaluation.outputs import write_outputs
 from vaekit.models import VAE, build_model
 from vaekit.models.sizes import check_model_fits, event_values
-from vaekit.parts.objectives import make_loss
+from vaekit.parts.objectives import check_objective, make_loss
 from vaekit.paths import refuse_outside_links
 from vaekit.progress import reporter
 from vaekit.runs import folder as rd
@@ -173,6 +173,7 @@ class Trainer:
             cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction
         )
         check_data_fits(cfg, self.data)
+        check_objective(cfg.objective, cfg.model)
         # before any weights exist: the model, its gradients and Adam state, and one batch's input,
         # decoder output and output gradient must fit in the device's memory
         batch = cfg.train.batch_size * cfg.objective.samples * event_values(self.data.event_shape)
