@@ -228,7 +228,7 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
             f"unknown option {bad!r}",
             f"did you mean '--{close[0]}'?" if close else "see 'vaekit train --help' for the options",
         )
-    return {k: parse_value(v) for k, v in vars(ns).items() if "." in k}
+    return {k: parse_value(v) for k, v in vars(ns).items() if "." in k or k == "plugins"}
 
 
 def _closing_line(run_dir: str | Path) -> str:
@@ -404,8 +404,38 @@ def _run(ns: argparse.Namespace, rest: list[str]) -> int:
     }[ns.command](ns)
 
 
+def _plugin_modules(argv: list[str]) -> list[str]:
+    """The modules ``--plugins a,b`` (or ``--plugins=[a, b]``) names: imported before the options are
+    built, so the parts they register have their options and help like the built-in ones."""
+    from vaekit.config import parse_value
+
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--plugins=") else (
+            argv[i + 1] if arg == "--plugins" and i + 1 < len(argv) else None)
+        if value is not None:
+            parsed = parse_value(value)
+            return [str(m).strip() for m in (parsed if isinstance(parsed, list) else str(parsed).split(","))]
+    return []
+
+
+def _report(err: VaekitError) -> int:
+    print(f"vaekit: error: {err.problem}", file=sys.stderr)
+    if err.fix:
+        print(f"  fix: {err.fix}", file=sys.stderr)
+    print("  (run with --debug for the full traceback)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vaekit import registry
+
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        registry.load_plugins(_plugin_modules(argv))
+    except VaekitError as e:
+        if "--debug" in argv:
+            raise
+        return _report(e)
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     if rest and ns.command != "train":  # train takes config overrides; elsewhere a usage error
@@ -418,12 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     except (VaekitError, OSError) as e:
         if ns.debug:
             raise
-        err = e if isinstance(e, VaekitError) else _os_error(e)
-        print(f"vaekit: error: {err.problem}", file=sys.stderr)
-        if err.fix:
-            print(f"  fix: {err.fix}", file=sys.stderr)
-        print("  (run with --debug for the full traceback)", file=sys.stderr)
-        return 2
+        return _report(e if isinstance(e, VaekitError) else _os_error(e))
     except KeyboardInterrupt:
         return 130
 
