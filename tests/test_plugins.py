@@ -21,7 +21,8 @@ from vaekit.cli import main as cli_main
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 FAST = ["--model.net.hidden", "[64]", "--model.latent_dim", "2", "--data.binarize", "none",
-        "--train.epochs", "40", "--train.batch_size", "32", "--train.progress", "false", "--train.threads", "1"]
+        "--train.epochs", "40", "--train.batch_size", "32", "--train.progress", "false",
+        "--train.threads", "1"]
 
 
 def _train(tmp_path: Path, plugins: str, *args: str) -> Path:
