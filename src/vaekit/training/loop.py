@@ -256,8 +256,8 @@ class TrainingLoop:
     def _show(self, bar: Any) -> None:
         """The epoch's running means on the progress bar (a device read)."""
         sums, seen = self.sums.by_name(self.sums.total())
-        bar.set_postfix({name: f"{value / max(seen, 1):.2f}" for name, value in sums.items()}
-                        | {"step": self.state.step})
+        bar.set_postfix(**{name: f"{value / max(seen, 1):.2f}" for name, value in sums.items()},
+                        step=self.state.step)
 
     def _epoch(self, steps_per_epoch: int) -> bool:
         """The current epoch's remaining steps; False when the guard stopped it early (a rollback is due)."""
