@@ -59,7 +59,7 @@ def test_per_layer_kl_is_reported_and_sums_to_the_total():
 
 
 def test_log_q_minus_log_p_averages_to_the_analytic_kl():
-    """E_q[log q(z|x) - log p(z)] = sum_l E_q[KL(q_l || p_l)]: the densities in the Output belong to the layers."""
+    """E_q[log q(z|x) - log p(z)] = sum_l E_q[KL(q_l || p_l)]: the Output's densities belong to the layers."""
     model = tiny([2, 3, 2])
     scale_nets(model, "posterior_net", 3.0)
     scale_nets(model, "prior_net", 2.0)
@@ -316,7 +316,8 @@ def test_map_layers_hold_latent_channels_at_every_position():
     scale_nets(model, "posterior_net", 3.0)
     x = binary(5)
     t = model(x, k=2)
-    assert t.z.shape == (2, 5, 15) and t.extras["kl_layers"].shape == (5, 3) and (t.extras["kl_layers"] > 0).all()
+    layers = t.extras["kl_layers"]
+    assert t.z.shape == (2, 5, 15) and layers.shape == (5, 3) and (layers > 0).all()
     assert torch.allclose(t.extras["kl_layers"].sum(-1), t.kl)
     maps = t.kl_dims[:, 3:11].view(5, 2, 4).sum(-1)
     last = t.kl_dims[:, 11:].sum(-1, keepdim=True)

@@ -126,7 +126,7 @@ def test_tensorboard_without_the_package_is_refused_with_the_install_line(tmp_pa
 
 
 def test_tensorboard_event_files_hold_the_terms(tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard package is not installed (vaekit[tensorboard])")
+    pytest.importorskip("tensorboard", reason="no tensorboard (pip install vaekit[tensorboard])")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"

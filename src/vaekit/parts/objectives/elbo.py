@@ -37,11 +37,12 @@ def elbo_loss(out: Output, beta: float = 1.0, free_bits: float = 0.0) -> torch.T
     return recon + (penalty if beta == 1 else beta * penalty)
 
 
-@torch.no_grad()
 def elbo_terms(out: Output) -> dict[str, torch.Tensor]:
-    """The plain ELBO's parts per example [B]: elbo, recon = -E_q log p(x|z), kl; and kl_layer<i>
-    (top layer first) when the model gives ``extras["kl_layers"]``."""
-    log_px_z = out.log_px_z.detach().mean(0)
+    """The plain ELBO's parts per example [B], detached: elbo, recon = -E_q log p(x|z), kl; and
+    kl_layer<i> (top layer first) when the model gives ``extras["kl_layers"]``. A few small kernels a
+    step: one sample's mean over k is a view, and detached inputs need no ``no_grad``."""
+    log_px_z = out.log_px_z.detach()
+    log_px_z = log_px_z[0] if log_px_z.shape[0] == 1 else log_px_z.mean(0)
     kl = out.kl.detach()
     terms = {"elbo": log_px_z - kl, "recon": -log_px_z, "kl": kl}
     layers = out.extras.get("kl_layers")
