@@ -33,7 +33,7 @@ from vaekit.evaluation import evaluate_model
 from vaekit.models import build_model
 from vaekit.runs import folder as rd
 from vaekit.schema import DataSchema
-from vaekit.training.trainer import pick_device
+from vaekit.training.session import pick_device
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

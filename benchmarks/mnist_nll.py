@@ -39,7 +39,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluation import evaluate_model, save_evaluation_plots
 from vaekit.evaluation.likelihood import ROWS_PER_CALL
 from vaekit.models import build_model
-from vaekit.parts.objectives import iwae_bound
+from vaekit.parts.objectives.iwae import iwae_bound
 from vaekit.runs.metrics import read_metrics
 from vaekit.runs.report import record_evaluation, render_report
 from vaekit.schema import DataSchema

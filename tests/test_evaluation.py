@@ -17,7 +17,7 @@ from vaekit.evaluation.metrics import bpd_convention
 from vaekit.models import VAE
 from vaekit.nets.mlp import MLPDecoder, MLPEncoder
 from vaekit.parts.likelihoods import GaussianLikelihood
-from vaekit.parts.objectives import Terms
+from vaekit.parts.output import Output
 from vaekit.parts.posteriors import GaussianPosterior
 from vaekit.parts.priors import StandardNormal
 from vaekit.schema import DataSchema
@@ -122,7 +122,7 @@ class DiscreteToy(nn.Module):
     def exact(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self.joint(x), -1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
         joint = self.joint(x)
         q = (1 - self.mix) * torch.softmax(joint, -1) + self.mix / joint.shape[-1]
         if self.multinomial:
@@ -133,7 +133,7 @@ class DiscreteToy(nn.Module):
         log_qz = q.log().T.gather(0, z)
         log_pz = self.log_pi[z]
         log_px_z = (joint - self.log_pi).T.gather(0, z)
-        return Terms(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0))
+        return Output(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0))
 
 
 def toy_data(model: DiscreteToy, n: int = 100) -> torch.Tensor:

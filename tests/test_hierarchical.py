@@ -20,7 +20,7 @@ from vaekit.data.base import DataSet, Split
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import HierarchicalVAE, build_model
 from vaekit.models.hierarchical import SOFTPLUS_ONE
-from vaekit.parts.objectives import elbo_loss, iwae_loss
+from vaekit.parts.objectives import build_objective, elbo_loss
 from vaekit.schema import DataSchema
 from vaekit.training.trainer import Trainer
 
@@ -52,16 +52,16 @@ def test_per_layer_kl_is_reported_and_sums_to_the_total():
     model = tiny([3, 2, 4])
     scale_nets(model, "posterior_net", 3.0)
     t = model(binary(5), k=4)
-    assert t.kl_layers.shape == (5, 3) and t.kl_dims.shape == (5, 9) and t.z.shape == (4, 5, 9)
-    assert (t.kl_layers > 0).all()
-    assert torch.allclose(t.kl_layers.sum(-1), t.kl)
+    assert t.extras["kl_layers"].shape == (5, 3) and t.kl_dims.shape == (5, 9) and t.z.shape == (4, 5, 9)
+    assert (t.extras["kl_layers"] > 0).all()
+    assert torch.allclose(t.extras["kl_layers"].sum(-1), t.kl)
     parts = [p.sum(-1) for p in t.kl_dims.split([3, 2, 4], -1)]
-    assert torch.allclose(torch.stack(parts, -1), t.kl_layers)
+    assert torch.allclose(torch.stack(parts, -1), t.extras["kl_layers"])
     assert torch.allclose(t.elbo, t.log_px_z.mean(0) - t.kl)
 
 
 def test_log_q_minus_log_p_averages_to_the_analytic_kl():
-    """E_q[log q(z|x) - log p(z)] = sum_l E_q[KL(q_l || p_l)]: the densities in Terms belong to the layers."""
+    """E_q[log q(z|x) - log p(z)] = sum_l E_q[KL(q_l || p_l)]: the Output's densities belong to the layers."""
     model = tiny([2, 3, 2])
     scale_nets(model, "posterior_net", 3.0)
     scale_nets(model, "prior_net", 2.0)
@@ -93,15 +93,15 @@ def test_posterior_is_a_residual_correction_of_the_prior():
             layer.posterior_net.weight.zero_()
             layer.posterior_net.bias.zero_()
     t = model(x, k=2)
-    assert torch.equal(t.log_qz, t.log_pz) and torch.equal(t.kl_layers, torch.zeros(6, 2))
+    assert torch.equal(t.log_qz, t.log_pz) and torch.equal(t.extras["kl_layers"], torch.zeros(6, 2))
     dmu, r = torch.tensor([0.5, -1.0]), torch.tensor([0.3, -0.4])
     with torch.no_grad():
         model.prior.layers[0].posterior_net.bias.copy_(torch.cat([dmu, r]))
     s = torch.nn.functional.softplus(r + SOFTPLUS_ONE)
     expected = (0.5 * (dmu**2 + s**2 - 1) - s.log()).sum()
     t = model(x, k=2)
-    assert torch.allclose(t.kl_layers[:, 0], expected.expand(6))
-    assert torch.equal(t.kl_layers[:, 1], torch.zeros(6))
+    assert torch.allclose(t.extras["kl_layers"][:, 0], expected.expand(6))
+    assert torch.equal(t.extras["kl_layers"][:, 1], torch.zeros(6))
 
 
 def test_sampling_is_top_down_from_the_prior_density():
@@ -189,7 +189,7 @@ def assert_trains_and_estimates(model: HierarchicalVAE, x: torch.Tensor, steps: 
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = model(x, k=k).elbo.mean().item()
     for _ in range(steps):
-        loss = elbo_loss(model(x)).loss
+        loss = elbo_loss(model(x))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -263,10 +263,10 @@ def test_objectives_train_the_model(objective):
     x = binary(32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     cfg = make_config(overrides=objective).objective
-    loss_of = (lambda t: iwae_loss(t)) if cfg.name == "iwae" else (lambda t: elbo_loss(t, 1.0, cfg.free_bits))
-    first = loss_of(model(x, k=cfg.samples)).loss.item()
+    loss_of = build_objective(cfg, model, 32, 1)
+    first = loss_of(model(x, k=cfg.samples), 30)[0].item()  # step 30: past the warm-up
     for _ in range(30):
-        loss = loss_of(model(x, k=cfg.samples)).loss
+        loss, _ = loss_of(model(x, k=cfg.samples), 30)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -305,7 +305,7 @@ def test_initial_kl_is_of_the_order_of_the_latent_units(activation):
     torch.manual_seed(0)
     model = tiny([50, 100], shape=(1, 28, 28), **{"model.net.hidden": [100, 100], "model.width": 100,
                                                    "model.net.activation": activation})
-    kl = model(binary(64, (1, 28, 28))).kl_layers.mean(0)
+    kl = model(binary(64, (1, 28, 28))).extras["kl_layers"].mean(0)
     assert (kl < 5.0 * torch.tensor([50.0, 100.0])).all(), kl
     assert not any("start" in name for name, _ in model.named_parameters())
 
@@ -321,13 +321,14 @@ def test_map_layers_hold_latent_channels_at_every_position():
     scale_nets(model, "posterior_net", 3.0)
     x = binary(5)
     t = model(x, k=2)
-    assert t.z.shape == (2, 5, 15) and t.kl_layers.shape == (5, 3) and (t.kl_layers > 0).all()
-    assert torch.allclose(t.kl_layers.sum(-1), t.kl)
+    layers = t.extras["kl_layers"]
+    assert t.z.shape == (2, 5, 15) and layers.shape == (5, 3) and (layers > 0).all()
+    assert torch.allclose(t.extras["kl_layers"].sum(-1), t.kl)
     maps = t.kl_dims[:, 3:11].view(5, 2, 4).sum(-1)
     last = t.kl_dims[:, 11:].sum(-1, keepdim=True)
-    assert torch.allclose(t.kl_groups, torch.cat([t.kl_dims[:, :3], maps, last], -1))
+    assert torch.allclose(t.extras["kl_groups"], torch.cat([t.kl_dims[:, :3], maps, last], -1))
     floor = 100.0  # above every group's KL: the penalty is the floor times the number of groups
-    assert torch.isclose(elbo_loss(t, 1.0, floor).loss, -t.log_px_z.mean() + floor * 6)
+    assert torch.isclose(elbo_loss(t, 1.0, floor), -t.log_px_z.mean() + floor * 6)
     q = model.encode(x)
     assert torch.allclose(q.log_prob(t.z), t.log_qz, atol=1e-5)
     assert torch.allclose(model.prior.log_prob(t.z), t.log_pz, atol=1e-5)

@@ -22,7 +22,7 @@ from vaekit.config import Config, all_keys, make_config
 from vaekit.data import load_dataset
 from vaekit.data.base import DataSet, Split
 from vaekit.errors import ConfigError, DataError
-from vaekit.training.trainer import check_data_fits
+from vaekit.training.session import check_data_fits
 
 SETTINGS = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 EXAMPLES = {"config-file": 60, "config-text": 60, "command-line": 60, "image-folder": 40, "python-data": 60}

@@ -1,6 +1,6 @@
 """Variant objectives as numbers: the total-correlation estimate against the closed form of a Gaussian,
-the MMD estimator's unbiasedness against closed forms, how make_loss composes the penalties, and the
-combinations refused at config time."""
+the MMD estimator's unbiasedness against closed forms, how the penalties compose with an objective, and
+the combinations refused when the objective is built against the model."""
 
 from __future__ import annotations
 
@@ -12,17 +12,11 @@ import torch
 from scipy import integrate
 
 import vaekit
-from vaekit.config import Config, make_config, set_dotted
+from vaekit.config import make_config
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
-from vaekit.parts.objectives import (
-    elbo_loss,
-    iwae_loss,
-    kernel_matrix,
-    make_loss,
-    mmd,
-    total_correlation,
-)
+from vaekit.parts.objectives import build_objective, elbo_loss, iwae_bound
+from vaekit.parts.objectives.penalties import kernel_matrix, mmd, total_correlation
 from vaekit.schema import DataSchema
 
 # -- total correlation (beta-TCVAE) -------------------------------------------------------------------
@@ -133,7 +127,7 @@ def test_mmd_of_identical_distributions_averages_zero(kernel):
     assert biased > 10 * se
 
 
-# -- make_loss: how the penalties compose --------------------------------------------------------------
+# -- penalties: how they compose with the objective ---------------------------------------------------
 
 
 def _model_and_terms(overrides: dict, k: int = 1):
@@ -143,41 +137,49 @@ def _model_and_terms(overrides: dict, k: int = 1):
     return cfg, model, model(x, k=k)
 
 
-def test_make_loss_adds_weighted_penalties_and_keeps_the_plain_elbo():
+def _loss(cfg, model, terms, step: int = 0, steps_per_epoch: int = 1):
+    return build_objective(cfg.objective, model, 100, steps_per_epoch)(terms, step)
+
+
+def test_penalties_add_weighted_terms_and_keep_the_plain_elbo():
     cfg, model, terms = _model_and_terms({"objective.beta": 2.0})
     base = elbo_loss(terms, 2.0)
-    assert make_loss(terms, cfg.objective, 0, 0, 100, model).loss.item() == pytest.approx(base.loss.item())
+    loss, logged = _loss(cfg, model, terms)
+    assert loss.item() == pytest.approx(base.item()) and list(logged) == ["elbo", "recon", "kl"]
     cfg.objective.tc_weight = 3.0
     tc = total_correlation(terms.z[0], terms.q.loc, terms.q.scale, 100)
-    out = make_loss(terms, cfg.objective, 0, 0, 100, model)
-    assert out.loss.item() == pytest.approx(base.loss.item() + 3.0 * tc.item(), rel=1e-6)
-    assert out.elbo.item() == pytest.approx(terms.elbo.mean().item())
+    loss, logged = _loss(cfg, model, terms)
+    assert loss.item() == pytest.approx(base.item() + 3.0 * tc.item(), rel=1e-6)
+    assert logged["tc"].item() == pytest.approx(tc.item()) and logged["tc"].shape == ()
+    assert logged["elbo"].mean().item() == pytest.approx(terms.elbo.mean().item())
     cfg.objective.tc_weight, cfg.objective.mmd_weight = 0.0, 50.0
     torch.manual_seed(4)
     target = model.prior.sample(12)
     torch.manual_seed(4)
-    out = make_loss(terms, cfg.objective, 0, 0, 100, model)
-    expected = base.loss + 50.0 * mmd(terms.z[0], target, cfg.objective.mmd_kernel)
-    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    out.loss.backward()
+    loss, logged = _loss(cfg, model, terms)
+    expected = mmd(terms.z[0], target, cfg.objective.mmd_kernel)
+    assert loss.item() == pytest.approx((base + 50.0 * expected).item(), rel=1e-6)
+    assert logged["mmd"].item() == pytest.approx(expected.item()) and "tc" not in logged
+    loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
 
 
-def test_make_loss_warmup_and_iwae_dispatch():
+def test_warmup_and_iwae_dispatch():
     cfg, model, terms = _model_and_terms({"objective.warmup_epochs": 1.0})
-    half = make_loss(terms, cfg.objective, 5, 10, 100, model)
-    assert half.loss.item() == pytest.approx(elbo_loss(terms, 0.5).loss.item())
+    half, _ = _loss(cfg, model, terms, step=5, steps_per_epoch=10)
+    assert half.item() == pytest.approx(elbo_loss(terms, 0.5).item())
     cfg, model, terms = _model_and_terms({"objective.name": "iwae", "objective.samples": 4}, k=4)
-    assert make_loss(terms, cfg.objective, 0, 0, 100, model).loss.item() == pytest.approx(
-        iwae_loss(terms).loss.item()
-    )
+    loss, logged = _loss(cfg, model, terms)
+    assert loss.item() == pytest.approx(-iwae_bound(terms).mean().item())
+    assert torch.equal(logged["iwae"], iwae_bound(terms))
 
 
 def test_penalties_on_a_single_example_batch_are_zero():
     cfg, model, terms = _model_and_terms({"objective.tc_weight": 1.0, "objective.mmd_weight": 1.0})
     one = model(torch.ones(1, 1, 4, 4))
-    out = make_loss(one, cfg.objective, 0, 0, 100, model)
-    assert out.loss.item() == pytest.approx(elbo_loss(one).loss.item())
+    loss, logged = _loss(cfg, model, one)
+    assert loss.item() == pytest.approx(elbo_loss(one).item())
+    assert logged["tc"].item() == 0.0 and logged["mmd"].item() == 0.0
 
 
 @pytest.mark.parametrize(
@@ -185,19 +187,27 @@ def test_penalties_on_a_single_example_batch_are_zero():
     [
         ({"objective.free_bits": 0.5, "model.prior": "vamp"}, "closed form"),
         ({"objective.free_bits": 0.5, "model.posterior": "iaf"}, "closed form"),
-        ({"objective.tc_weight": 2.0, "model.posterior": "iaf"}, "factorize"),
+        ({"objective.tc_weight": 2.0, "model.posterior": "iaf"}, "IAFPosterior posterior does not factorize"),
+        ({"objective.tc_weight": 2.0, "model.name": "hierarchical", "model.latent_dims": [2, 2]},
+         "HierarchicalVAE does not factorize"),
         ({"objective.name": "iwae", "objective.beta": 4.0}, "no separate KL"),
-        ({"objective.mmd_weight": -1.0}, ">= 0"),
         ({"objective.mmd_kernel": "laplace"}, "rbf"),
+        ({"objective.name": "elbow"}, "did you mean 'elbo'"),
     ],
 )
 def test_combinations_that_make_no_sense_are_refused_before_training(tmp_path, overrides, match):
-    d = Config().to_dict()  # the API's path: vaekit.train(config=Config(...)) rebuilds from a dict
-    for key, value in overrides.items():
-        set_dotted(d, key, value)
+    cfg = make_config(preset="digits-mlp", overrides=overrides)
+    model = build_model(cfg.model, DataSchema.for_shape((1, 8, 8), 17, None))
     with pytest.raises(ConfigError, match=match):
-        vaekit.train(tmp_path / "run", config=Config.from_dict(d), **{"train.epochs": 1})
+        build_objective(cfg.objective, model, 100, 1)
+    with pytest.raises(ConfigError, match=match):  # the API's path: refused before a run folder exists
+        vaekit.train(tmp_path / "run", preset="digits-mlp", **overrides)
     assert not (tmp_path / "run").exists()
+
+
+def test_negative_penalty_weights_are_refused_at_config_time():
+    with pytest.raises(ConfigError, match=">= 0"):
+        make_config(overrides={"objective.mmd_weight": -1.0})
 
 
 def test_variants_compose():
@@ -209,6 +219,6 @@ def test_variants_compose():
     )
     model = build_model(cfg.model, DataSchema.for_shape((1, 4, 4), 17, None))
     terms = model(torch.bernoulli(torch.full((6, 1, 4, 4), 0.5)), k=2)
-    out = make_loss(terms, cfg.objective, 0, 0, 100, model)
-    out.loss.backward()
-    assert math.isfinite(out.loss.item()) and model.prior.pseudo_logits.grad is not None
+    loss, _ = _loss(cfg, model, terms)
+    loss.backward()
+    assert math.isfinite(loss.item()) and model.prior.pseudo_logits.grad is not None

@@ -15,7 +15,7 @@ from vaekit.data import load_dataset
 from vaekit.data.transforms import eval_view, to_unit
 from vaekit.evaluation import active_units, evaluate_elbo, posterior_means
 from vaekit.models import build_model
-from vaekit.parts.objectives import make_loss, mmd
+from vaekit.parts.objectives import build_objective, mmd
 
 QUICK = {"train.progress": False, "train.threads": 1, "model.net.hidden": [64, 32], "train.epochs": 20}
 
@@ -140,9 +140,10 @@ def test_every_variant_with_every_likelihood(digits, variant, likelihood):
     model = build_model(cfg.model, digits.schema)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x_all, y_all = to_unit(digits.train.x[:192]), digits.train.y[:192]
+    objective = build_objective(cfg.objective, model, 192, 3)
     for i in range(0, 192, 64):
         x, y = x_all[i : i + 64], y_all[i : i + 64] if model.num_classes else None
-        loss = make_loss(model(x, y, cfg.objective.samples), cfg.objective, i, 0, 192, model).loss
+        loss, _ = objective(model(x, y, objective.samples), i)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -21,7 +21,8 @@ from vaekit.evaluation import evaluate_model, save_evaluation_plots
 from vaekit.models import VAE
 from vaekit.runs import folder as rd
 from vaekit.runs.report import record_evaluation, render_report
-from vaekit.training.trainer import Trainer, pick_device
+from vaekit.training.session import pick_device
+from vaekit.training.trainer import Trainer
 
 load = rd.load
 

@@ -87,6 +87,7 @@ class TrainConfig:
     compile: bool | str = "auto"  # torch.compile: auto (on for CUDA, CPU runs >= 50000 steps) | true | false
     streaming: bool = False  # read training images from disk each epoch (folder: data larger than RAM)
     num_workers: int = 2  # streaming: DataLoader worker processes decoding images
+    tensorboard: bool = False  # also log each epoch's metrics to OUT/tensorboard (needs vaekit[tensorboard])
 
     def __post_init__(self) -> None:
         at_least = {"epochs": 0, "batch_size": 1, "eval_batch_size": 1, "early_stop_patience": 0,

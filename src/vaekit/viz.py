@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaekit.runs.metrics import train_terms
+
 
 def grid_image(
     images: torch.Tensor, nrow: int | None = None, min_side: int = 28, pad: int = 2
@@ -45,31 +47,41 @@ def save_pairs(originals: torch.Tensor, recons: torch.Tensor, path: str | Path, 
     save_grid(torch.cat(rows), path, nrow=per_row)
 
 
-CURVE_LABELS = {"train_elbo": "train ELBO", "elbo": "validation ELBO"}
+def curve_panels(records: list[dict]) -> list[str]:
+    """The curves' panels: the ELBO first (train and validation), then the loss and every other term
+    the objective logged, each with its validation value where the records have one (recon, kl)."""
+    terms = [t for t in train_terms(records) if t != "elbo"]
+    return ["elbo", *terms]
 
 
-def save_curves(
-    records: list[dict], path: str | Path, keys: tuple[str, ...] = ("train_elbo", "elbo")
-) -> None:
-    """Plot metrics against epoch (train and validation ELBO by default), with whole-epoch ticks."""
+def save_curves(records: list[dict], path: str | Path) -> None:
+    """Plot every logged term against epoch, one panel each (their scales differ), train and
+    validation together, with whole-epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in keys:
-        pts = [(r["epoch"], r[key]) for r in records if key in r]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) <= 50 else None,
-                    label=CURVE_LABELS.get(key, key))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (nats per example)")
-    ax.set_title("ELBO per epoch (higher is better)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = curve_panels(records)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, term in zip(axes.flat, panels, strict=False):
+        name = "ELBO" if term == "elbo" else term
+        for key, label in ((f"train_{term}", f"train {name}"), (term, f"validation {name}")):
+            pts = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) <= 50 else None, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("ELBO (nats per example)" if term == "elbo" else name)  # a term's unit is its own
+        ax.set_title("ELBO per epoch (higher is better)" if term == "elbo" else f"{name} per epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -64,3 +64,20 @@ def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
     n = t.numel()
     bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
     return (bits.view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()
+
+
+def training_form(x: torch.Tensor, mode: str, seed: int, device: torch.device) -> torch.Tensor:
+    """How training images are kept on ``device``: unit floats, the static binarization (drawn on the
+    device), or for dynamic binarization the pixels' Bernoulli thresholds (``bernoulli_thresholds``;
+    int32 moves to the device, not float64)."""
+    check_mode(mode)
+    if mode == "dynamic":
+        return bernoulli_thresholds(x).to(device)
+    u = to_unit(x).to(device)
+    return static_binarize(u, seed) if mode == "static" else u
+
+
+def training_batch(kept: torch.Tensor, mode: str) -> torch.Tensor:
+    """A batch of ``training_form`` as the model trains on it: a fresh binarization each time it is
+    seen for dynamic binarization, else the kept values."""
+    return bernoulli_from_thresholds(kept) if mode == "dynamic" else kept

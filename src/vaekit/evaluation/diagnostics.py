@@ -10,7 +10,7 @@ from vaekit.evaluation.likelihood import model_device
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit i is active when Cov_x(E_q[z_i|x]) > 0.01
 
 KL_PER_DIM_UNDEFINED = (
-    "the model gives no per-dimension KL (Terms.kl_dims): the KL splits over latent dimensions only when "
+    "the model gives no per-dimension KL (Output.kl_dims): the KL splits over latent dimensions only when "
     "q(z|x) and p(z) both factorize over them (diagonal Gaussian posterior, standard-normal prior); with "
     "a mixture or VampPrior prior or a flow posterior, log q(z|x) - log p(z) has no per-dimension parts, "
     "so no Monte-Carlo per-dimension estimate exists either"

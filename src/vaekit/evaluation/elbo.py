@@ -34,8 +34,8 @@ def evaluate_elbo(
             t = model(xb, yb)
             recon = -t.log_px_z.mean(0)
             totals += torch.stack([t.elbo.sum(), recon.sum(), t.kl.sum()]).double()
-            if t.kl_layers is not None:
-                part = t.kl_layers.sum(0).double()
+            if "kl_layers" in t.extras:
+                part = t.extras["kl_layers"].sum(0).double()
                 layers = part if layers is None else layers + part
     model.train(was_training)
     elbo, recon, kl = (totals / x.shape[0]).tolist()

@@ -3,7 +3,7 @@
     log p(x) ~= logsumexp_{j<K} log w_j - log K,   log w_j = log p(x|z_j) + log p(z_j) - log q(z_j|x),
     z_j ~ q(z|x)
 
-Only the model's forward contract is used (``model(x, y, k) -> Terms`` and ``Terms.log_weights()``), so
+Only the model's forward contract is used (``model(x, y, k) -> Output`` and ``Output.log_weights()``), so
 every posterior / prior / likelihood works, with or without an analytic KL. Each forward call sees
 ``batch_size`` examples and ``sample_chunk`` samples (memory ~ their product; by default about
 ROWS_PER_CALL rows on a CPU; on a GPU as many as fill about a quarter of its free memory, measured on
@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from vaekit.errors import ConfigError
 from vaekit.evaluation.noise import CounterNoise
-from vaekit.parts.objectives import Terms
+from vaekit.parts.output import Output
 from vaekit.progress import reporter
 
 IWAE_KS = (1, 5, 50, 500, 5000)  # the k of the reported IWAE bounds (those <= K, plus K itself)
@@ -79,8 +79,8 @@ def chunk_sizes(k: int, batch_size: int | None, sample_chunk: int | None, rows: 
 
 
 def _forward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, first: int, start: int, k: int,
-             seed: int, devices: list[torch.device]) -> tuple[Terms, bool]:
-    """Terms for examples first.. with samples start..start+k-1 under CounterNoise; and whether every
+             seed: int, devices: list[torch.device]) -> tuple[Output, bool]:
+    """The output for examples first.. with samples start..start+k-1 under CounterNoise; and whether every
     draw was replaced. Draws it cannot replace get torch's generator seeded from the chunk alone."""
     chunk_seed = hash((seed, first, start)) % 2**63
     with torch.random.fork_rng(devices=devices), CounterNoise(seed, first, xb.shape[0], start, k) as noise:
@@ -152,8 +152,7 @@ def importance_sample(
                 lw[start : start + kk] = t.log_weights().double().cpu()
                 recon[rows] -= t.log_px_z.double().sum(0).cpu()
                 kl[rows] += t.kl.double().cpu() * kk
-                for name in ("kl_dims", "kl_layers"):
-                    part = getattr(t, name, None)
+                for name, part in (("kl_dims", t.kl_dims), ("kl_layers", t.extras.get("kl_layers"))):
                     if part is not None:
                         parts.setdefault(name, torch.zeros(n, part.shape[-1], dtype=torch.float64))
                         parts[name][rows] += part.double().cpu() * kk

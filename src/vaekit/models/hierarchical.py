@@ -46,7 +46,7 @@ from vaekit.nets import build_nets
 from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
 from vaekit.parts.distributions import DiagonalGaussian, log_prob_repeated
 from vaekit.parts.likelihoods import Likelihood, build_likelihood
-from vaekit.parts.objectives import Terms
+from vaekit.parts.output import Output
 from vaekit.parts.priors import Prior
 from vaekit.registry import register
 from vaekit.schema import DataSchema
@@ -365,6 +365,9 @@ class HierarchicalVAE(VAE):
     ) -> None:
         super().__init__(bottom_up, None, top_down, decoder, likelihood, event_shape, num_classes)
 
+    analytic_kl_dims = True  # the per-layer Gaussians' KL, given the layers above
+    diagonal_posterior = False  # q(z|x) is a chain of Gaussians, not one diagonal Gaussian
+
     @property
     def latent_dims(self) -> list[int]:
         return self.prior.latent_dims
@@ -379,9 +382,10 @@ class HierarchicalVAE(VAE):
         z = self.latents(z)
         return self.likelihood(self.decoder(self.prior.state(z), self.condition(y, z.shape[0])))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
-        """Terms with k top-down posterior walks; kl = sum over layers of the analytic KL(q_l || p_l)
-        given the sampled layers above, averaged over the k walks; kl_layers [B, L] top layer first."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
+        """Output with k top-down posterior walks; kl = sum over layers of the analytic KL(q_l || p_l)
+        given the sampled layers above, averaged over the k walks; extras kl_layers [B, L] top layer
+        first, and kl_groups with latent maps."""
         b = x.shape[0]
         c = self.condition(y, b)
         w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k)
@@ -389,21 +393,20 @@ class HierarchicalVAE(VAE):
         kl_dims = w.kl_dims.view(k, b, -1).mean(0)
         parts = kl_dims.split(self.latent_dims, -1)
         kl_layers = torch.stack([part.sum(-1) for part in parts], -1)
-        groups = None
+        extras = {"kl_layers": kl_layers}
         if self.prior.expand is not None:  # free bits per latent channel (all its positions) of a map layer
             v = self.prior.vector_layers
             layers = self.prior.layers[v:]
             maps = [p.view(b, layer.dim, -1).sum(-1) for p, layer in zip(parts[v:], layers, strict=True)]
-            groups = torch.cat([*parts[:v], *maps], -1)
-        return Terms(
+            extras["kl_groups"] = torch.cat([*parts[:v], *maps], -1)
+        return Output(
             log_px_z=log_prob_repeated(px, x, k),
             log_qz=w.log_qz.view(k, b),
             log_pz=w.log_pz.view(k, b),
             kl=kl_layers.sum(-1),
             kl_dims=kl_dims,
             z=w.z.view(k, b, -1),
-            kl_layers=kl_layers,
-            kl_groups=groups,
+            extras=extras,
         )
 
 

@@ -1,6 +1,6 @@
 """The composed VAE: encoder net -> posterior -> z -> decoder net -> likelihood, with a prior.
 
-The model returns per-example terms (``Terms``); objectives in ``vaekit.parts.objectives`` turn them
+The model returns per-example terms (``Output``); objectives in ``vaekit.parts.objectives`` turn them
 into a loss. Optional conditioning on a label y (CVAE, Sohn et al. 2015) feeds a one-hot y to both
 encoder and decoder.
 """
@@ -20,7 +20,7 @@ from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
 from vaekit.nets import build_nets
 from vaekit.parts.distributions import log_prob_repeated
 from vaekit.parts.likelihoods import build_likelihood
-from vaekit.parts.objectives import Terms
+from vaekit.parts.output import Output
 from vaekit.parts.posteriors import build_posterior
 from vaekit.parts.priors import Prior, StandardNormal, build_prior, kl_diag_gaussian_standard_normal
 from vaekit.registry import register
@@ -93,6 +93,18 @@ class VAE(nn.Module):
         return self.posterior.gaussian(self.encoder(u, None))
 
     @property
+    def analytic_kl_dims(self) -> bool:
+        """Whether ``forward`` gives the closed-form per-dimension KL (``Output.kl_dims``): a diagonal
+        Gaussian posterior with the standard normal prior."""
+        return getattr(self.posterior, "analytic_kl", False) and isinstance(self.prior, StandardNormal)
+
+    @property
+    def diagonal_posterior(self) -> bool:
+        """Whether q(z|x) is a diagonal Gaussian (``Output.q`` has per-dimension loc and scale): the
+        posteriors with a closed-form KL are exactly those."""
+        return getattr(self.posterior, "analytic_kl", False)
+
+    @property
     def latent_dim(self) -> int:
         return self.prior.latent_dim
 
@@ -130,7 +142,7 @@ class VAE(nn.Module):
         z = self.latents(z)
         return self.likelihood(self.decoder(z, self.condition(y, z.shape[0])))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Terms:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
         """Per-example terms with k reparameterized posterior samples."""
         b = x.shape[0]
         c = self.condition(y, b)
@@ -140,12 +152,12 @@ class VAE(nn.Module):
         ck = None if c is None else c.repeat(k, 1)
         px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
         log_px_z = log_prob_repeated(px, x, k)
-        if getattr(self.posterior, "analytic_kl", False) and isinstance(self.prior, StandardNormal):
+        if self.analytic_kl_dims:
             kl_dims = kl_diag_gaussian_standard_normal(q.loc, q.scale)
-            return Terms(log_px_z, log_qz, None, kl_dims.sum(-1), kl_dims, z, q=q, prior=self.prior)
+            return Output(log_px_z, log_qz, None, kl_dims.sum(-1), kl_dims, z, q=q, prior=self.prior)
         log_qz = q.log_prob(z) if log_qz is None else log_qz
         log_pz = self.prior.log_prob(z)
-        return Terms(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0), None, z, q=q, prior=self.prior)
+        return Output(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0), None, z, q=q, prior=self.prior)
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

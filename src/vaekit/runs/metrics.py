@@ -25,3 +25,16 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+TRAIN_PREFIX = "train_"
+NOT_TERMS = ("train_time_s",)  # train_-keys that are not the loss or an objective's term
+
+
+def train_terms(records: list[dict[str, Any]]) -> list[str]:
+    """The names of the loss and terms the records hold (``train_<name>`` keys), in order of first
+    appearance: loss, then the objective's (e.g. elbo, recon, kl)."""
+    names: dict[str, None] = {}
+    for r in records:
+        names |= {k[len(TRAIN_PREFIX):]: None for k in r if k.startswith(TRAIN_PREFIX) and k not in NOT_TERMS}
+    return list(names)

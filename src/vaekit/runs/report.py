@@ -13,7 +13,7 @@ import numpy as np
 from vaekit.config import PartConfig, describe
 from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import atomic_write_text
-from vaekit.runs.metrics import read_metrics
+from vaekit.runs.metrics import read_metrics, train_terms
 
 EVALUATION = "evaluation.json"
 # the report's evaluation table, in this order (nats per example, except bpd, counts and seed)
@@ -108,6 +108,23 @@ def _policy_lines(out: Path) -> list[str]:
     return [*lines, ""]
 
 
+def _cell(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+def training_table(records: list[dict[str, Any]]) -> list[str]:
+    """The per-epoch table: every logged training term (loss, elbo, recon, kl, ...), the validation
+    ELBO and its parts, and the seconds the epoch's steps took."""
+    terms = train_terms(records)
+    head = ["epoch", *(f"train {t}" for t in terms), "valid ELBO", "valid recon", "valid KL", "train seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in epochs_to_show(records):
+        cells = [str(r["epoch"]), *(_cell(r.get(f"train_{t}")) for t in terms),
+                 *(_cell(r.get(k)) for k in ("elbo", "recon", "kl")), _cell(r.get("train_time_s"), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_report(out: Path) -> Path:
     """Write report.md from config.json, metrics.jsonl, evaluation.json and the pictures present."""
     out = Path(out)
@@ -139,14 +156,8 @@ def render_report(out: Path) -> Path:
             f"(recon {last['recon']:.3f}, KL {last['kl']:.3f}); best validation ELBO "
             f"{max(r['elbo'] for r in records):.3f}.",
             "",
-            "| epoch | train ELBO | valid ELBO | valid recon | valid KL | train seconds |",
-            "|---|---|---|---|---|---|",
+            *training_table(records),
         ]
-        for r in epochs_to_show(records):
-            lines.append(
-                f"| {r['epoch']} | {r['train_elbo']:.3f} | {r['elbo']:.3f} | {r['recon']:.3f} | "
-                f"{r['kl']:.3f} | {r['train_time_s']:.1f} |"
-            )
         if len(records) > REPORT_EPOCHS:
             lines += ["", f"{REPORT_EPOCHS} of {len(records)} epochs shown (the first, the best, the last "
                       "and evenly spaced ones between); metrics.jsonl holds every epoch."]

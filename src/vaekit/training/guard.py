@@ -1,23 +1,20 @@
 """Divergence guard: what the training loop does when numbers stop being finite.
 
 A step whose loss or gradient norm is NaN/inf is skipped (no optimizer update). After
-``max_bad_steps`` such steps in a row the trainer goes back to its last checkpoint (which never
+``max_bad_steps`` such steps in a row the training loop goes back to its last checkpoint (which never
 holds non-finite values) with the learning rate multiplied by ``lr_backoff``; after
-``max_rollbacks`` rollbacks training stops with a DivergenceError that says what to try.
+``max_rollbacks`` rollbacks training stops with the DivergenceError of ``give_up``, which says what
+to try.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import torch
 
 from vaekit.errors import DivergenceError
-
-if TYPE_CHECKING:
-    from vaekit.training.trainer import Trainer
 
 
 def params_finite(model: torch.nn.Module) -> bool:
@@ -29,7 +26,7 @@ POLL_EVERY = 50  # steps between the host reads of the guard's counters (a GPU n
 
 
 class DivergenceGuard:
-    """Flags non-finite steps and rolls a trainer back when there are too many in a row.
+    """Flags non-finite steps and says when there are too many in a row to go on.
 
     Everything per step stays on the device: ``check`` returns the step's flag as a tensor (the fused
     optimizer skips its update when it is 1) and keeps it; ``poll`` reads the flags kept since the
@@ -81,38 +78,23 @@ class DivergenceGuard:
         self.flags = []
         self.bad_run = 0
 
-    def roll_back(self, trainer: Trainer, tripped: bool) -> None:
-        """Reload the last checkpoint with a lower learning rate, or raise DivergenceError; ``tripped``:
-        because of a run of bad steps (else because the parameters became non-finite)."""
-        live = trainer.state
-        why = (
-            f"{self.max_bad_steps} or more steps in a row had a non-finite loss or gradient"
-            if tripped
-            else "the parameters became non-finite"
-        )
-        if live.rollbacks >= self.max_rollbacks:
-            lr = trainer.opt.param_groups[0]["lr"]
-            raise DivergenceError(
-                f"training diverged at step {live.step} (epoch {live.epoch + 1}): {why}, after "
-                f"{live.rollbacks} rollback(s) to the last good checkpoint with the learning rate "
-                f"lowered to {lr:g}; the last good checkpoint in {trainer.out} is intact",
-                f"try a lower learning rate (--train.lr {lr / 10:g}), gradient clipping "
-                "(--train.grad_clip 1), a different likelihood scale for a Gaussian likelihood "
-                "(--model.likelihood.scale fixed, a larger --model.likelihood.sigma) and check the "
-                f"data for extreme values; start again with 'vaekit train --config "
-                f"{trainer.out}/config.json --out NEW_DIR' plus those options",
-            )
-        scale = live.lr_scale * self.lr_backoff
-        rollbacks, skipped, at_step = live.rollbacks + 1, live.skipped_steps, live.step
-        trainer.load_checkpoint()
-        restored = trainer.state
-        for group in trainer.opt.param_groups:
-            group["lr"] *= scale / restored.lr_scale
-        restored.lr_scale, restored.rollbacks, restored.skipped_steps = scale, rollbacks, skipped
-        self.reset()
-        print(
-            f"warning: {why} (step {at_step}); rolled back to the checkpoint of step {restored.step} "
-            f"with the learning rate lowered to {trainer.opt.param_groups[0]['lr']:g} "
-            f"(rollback {rollbacks} of at most {self.max_rollbacks})",
-            file=sys.stderr,
+    def reason(self, tripped: bool) -> str:
+        """Why the loop rolls back: ``tripped`` by a run of bad steps, else non-finite parameters."""
+        if tripped:
+            return f"{self.max_bad_steps} or more steps in a row had a non-finite loss or gradient"
+        return "the parameters became non-finite"
+
+    def give_up(
+        self, why: str, step: int, epoch: int, rollbacks: int, lr: float, out: Path
+    ) -> DivergenceError:
+        """The error that ends a run diverging again after ``max_rollbacks`` rollbacks: what to try."""
+        return DivergenceError(
+            f"training diverged at step {step} (epoch {epoch + 1}): {why}, after "
+            f"{rollbacks} rollback(s) to the last good checkpoint with the learning rate "
+            f"lowered to {lr:g}; the last good checkpoint in {out} is intact",
+            f"try a lower learning rate (--train.lr {lr / 10:g}), gradient clipping "
+            "(--train.grad_clip 1), a different likelihood scale for a Gaussian likelihood "
+            "(--model.likelihood.scale fixed, a larger --model.likelihood.sigma) and check the "
+            f"data for extreme values; start again with 'vaekit train --config "
+            f"{out}/config.json --out NEW_DIR' plus those options",
         )
