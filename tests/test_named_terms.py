@@ -14,8 +14,6 @@ import torch
 
 import vaekit
 from vaekit.errors import ConfigError
-from vaekit.parts.objectives import Objective
-from vaekit.registry import register
 from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import load_tensors, save_tensors
 from vaekit.runs.metrics import read_metrics
@@ -27,21 +25,10 @@ QUICK = {"model.net.hidden": [16], "model.latent_dim": 2, "train.epochs": 2, "tr
          "train.num_samples": 4, "train.device": "cpu"}
 
 
-@register("objective", "test-reconstruction")
-class Reconstruction(Objective):
-    """An autoencoder's objective: -E_q log p(x|z) alone (no KL), logging it and the codes' size."""
-
-    def __init__(self, cfg, model, dataset_size, steps_per_epoch):
-        self.samples = cfg.samples
-
-    def __call__(self, out, step):
-        nll = -out.log_px_z.mean(0)
-        return nll.mean(), {"nll_x": nll.detach(), "z_norm": out.z.detach().pow(2).sum(-1).mean(0).sqrt()}
-
-
 def test_an_objective_without_a_kl_term_trains_and_logs_its_own_terms(tmp_path, capsys):
     run = tmp_path / "run"
-    vaekit.train(run, preset="digits-mlp", **QUICK, **{"objective.name": "test-reconstruction"})
+    plugin = {"objective.name": "reconstruction", "plugins": ["plugins.no_kl_objective"]}  # tests/plugins/
+    vaekit.train(run, preset="digits-mlp", **QUICK, **plugin)
     records = read_metrics(run / rd.METRICS)
     assert [r["epoch"] for r in records] == [1, 2]
     for r in records:

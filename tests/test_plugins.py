@@ -76,6 +76,17 @@ def test_an_autoregressive_likelihood_reads_x_and_reloads_in_a_fresh_process(tmp
     assert valid.float().mean() > 0.75  # a random sequence is valid with probability 2 / 6**11
 
 
+def test_an_objective_without_a_kl_term_logs_its_own_terms_through_the_cli(tmp_path):
+    run = _train(tmp_path, "plugins.no_kl_objective", "--objective.name", "reconstruction", "--train.epochs", "3",
+                 "--data.binarize", "dynamic")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all({"train_nll_x", "train_z_norm"} <= set(r) and "train_kl" not in r for r in records)
+    assert records[-1]["train_nll_x"] < records[0]["train_nll_x"]
+    test = _evaluate(run)  # the model is still a VAE: its ELBO and log-likelihood are defined
+    assert test["elbo"] < -test["nll"] + 3 * test["nll_sem"]
+    assert type(vaekit.load(run)).__name__ == "VAE"
+
+
 def test_a_plugin_that_is_missing_is_refused_with_the_module_named(tmp_path, capsys):
     assert cli_main(["train", "--plugins", "plugins.not_there", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
