@@ -77,7 +77,8 @@ def test_an_autoregressive_likelihood_reads_x_and_reloads_in_a_fresh_process(tmp
 
 
 def test_an_objective_without_a_kl_term_logs_its_own_terms_through_the_cli(tmp_path):
-    run = _train(tmp_path, "plugins.no_kl_objective", "--objective.name", "reconstruction", "--train.epochs", "3",
+    run = _train(tmp_path, "plugins.no_kl_objective", "--objective.name", "reconstruction",
+                 "--train.epochs", "3",
                  "--data.binarize", "dynamic")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all({"train_nll_x", "train_z_norm"} <= set(r) and "train_kl" not in r for r in records)
