@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 bash scripts/setup.sh
 "$PY" -m ruff check src tests benchmarks
+# the layers and the no-cycles rule of docs/architecture.md ([tool.importlinter] in pyproject.toml)
+"$PY" -c "from importlinter.cli import lint_imports_command; lint_imports_command()"
 # the explorer's browser test drives Debian's chromium (it skips, saying why, when it is missing)
 if [ ! -x /usr/bin/chromium ]; then
   echo "[test] installing Debian's chromium for tests/test_browser.py" >&2

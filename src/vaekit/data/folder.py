@@ -20,8 +20,8 @@ from vaekit.data.splits import split_indices, take
 from vaekit.errors import DataError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_PIL_ERRORS = (
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+PIL_ERRORS = (
     OSError,
     ValueError,
     SyntaxError,
@@ -41,10 +41,10 @@ def load_folder(
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is a file, not a folder"
         raise DataError(f"{root} {what}", "pass folder:PATH with PATH a folder of images")
-    files, labels, classes = _collect(root)
-    images = _open_all(files)
-    _check_sizes(files, images)
-    mode = "L" if all(im.mode in _GRAY_MODES for im in images) else "RGB"
+    files, labels, classes = collect(root)
+    images = open_all(files)
+    check_sizes(files, images)
+    mode = "L" if all(im.mode in GRAY_MODES for im in images) else "RGB"
     x = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in images])
     x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
     y = None if classes is None else np.asarray(labels, dtype=np.int64)
@@ -64,7 +64,7 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
 
 
-def _collect(root: Path) -> tuple[list[Path], list[int], list[str] | None]:
+def collect(root: Path) -> tuple[list[Path], list[int], list[str] | None]:
     """Image files, their class indices, and the class names (None when unlabeled)."""
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     loose = [p for p in entries if _is_image(p)]
@@ -97,7 +97,7 @@ def _collect(root: Path) -> tuple[list[Path], list[int], list[str] | None]:
     return files, labels, classes
 
 
-def _open_all(files: list[Path]) -> list[Image.Image]:
+def open_all(files: list[Path]) -> list[Image.Image]:
     """Decode every file fully (first frame of animations); name all that fail."""
     images, bad = [], []
     for f in files:
@@ -105,7 +105,7 @@ def _open_all(files: list[Path]) -> list[Image.Image]:
             with Image.open(f) as im:
                 im.load()
                 images.append(im.copy())
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             bad.append(f"{f} ({type(e).__name__}: {e})")
     if bad:
         more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
@@ -116,7 +116,7 @@ def _open_all(files: list[Path]) -> list[Image.Image]:
     return images
 
 
-def _check_sizes(files: list[Path], images: list[Image.Image]) -> None:
+def check_sizes(files: list[Path], images: list[Image.Image]) -> None:
     """All images must share one (width, height)."""
     sizes = Counter(im.size for im in images)
     if len(sizes) == 1:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vaekit.config import Config
 from vaekit.data.base import DataSet, Split
-from vaekit.data.folder import _GRAY_MODES, _PIL_ERRORS, _check_sizes, _collect, _open_all
+from vaekit.data.folder import GRAY_MODES, PIL_ERRORS, check_sizes, collect, open_all
 from vaekit.data.splits import split_indices
 from vaekit.errors import ConfigError, DataError
 
@@ -45,7 +45,7 @@ class ImageFiles(Dataset):
         try:
             with Image.open(self.files[i]) as im:
                 a = np.array(im.convert(self.mode), dtype=np.uint8)
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise DataError(f"image file {self.files[i]} cannot be read ({type(e).__name__}: {e})",
                             "delete or replace it (it is corrupt or not an image)") from None
         a = a[None] if self.mode == "L" else a.transpose(2, 0, 1)
@@ -58,8 +58,8 @@ def _headers(files: list[Path]) -> list[Header]:
         try:
             with Image.open(f) as im:
                 out.append(Header(im.size, im.mode))
-        except _PIL_ERRORS:
-            _open_all([f])  # names the file in a DataError
+        except PIL_ERRORS:
+            open_all([f])  # names the file in a DataError
     return out
 
 
@@ -109,10 +109,10 @@ def open_folder_stream(
     root = Path(spec[len(PREFIX):]).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder", "pass folder:PATH with PATH a folder of images")
-    files, labels, classes = _collect(root)
+    files, labels, classes = collect(root)
     heads = _headers(files)
-    _check_sizes(files, heads)
-    mode = "L" if all(h.mode in _GRAY_MODES for h in heads) else "RGB"
+    check_sizes(files, heads)
+    mode = "L" if all(h.mode in GRAY_MODES for h in heads) else "RGB"
     train, valid, test = split_indices(len(files), seed, cfg.data.valid_fraction, test_fraction, str(root))
     y = None if classes is None else torch.tensor(labels)
 

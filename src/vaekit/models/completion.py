@@ -1,17 +1,14 @@
 """Conditional completion: fill in the missing entries of x from a trained VAE's p(x_mis | x_obs),
-e.g. the bottom half of a digit given its top half (a CVAE additionally given its label)."""
+e.g. the bottom half of a digit given its top half (a CVAE additionally given its label). Works on
+any model with ``encode``, ``decode`` and ``prior`` (the VAE calls it from ``VAE.complete``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+import torch.nn as nn
 from torch.distributions import Distribution, Independent
 
 from vaekit.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    from vaekit.models.vae import VAE
 
 # examples x posterior samples handled at once
 _PAIRS_PER_CHUNK = 50_000
@@ -48,7 +45,7 @@ def to_grid(px: Distribution, values: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def complete(
-    model: VAE,
+    model: nn.Module,
     x: torch.Tensor,
     observed: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -84,7 +81,7 @@ def complete(
 
 
 def _complete_batch(
-    model: VAE, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None, k: int, rounds: int
+    model: nn.Module, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None, k: int, rounds: int
 ) -> torch.Tensor:
     b = x.shape[0]
     yk = None if y is None else y.repeat(k)

@@ -16,6 +16,7 @@ from torch.distributions import Distribution
 
 from vaekit.config import PartConfig, part, require
 from vaekit.errors import ConfigError, DataError
+from vaekit.models.completion import complete
 from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
 from vaekit.nets import build_nets
 from vaekit.parts.distributions import log_prob_repeated
@@ -195,8 +196,6 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """x with its unobserved entries (``observed`` False) filled in from p(x_missing | x_observed);
         see ``vaekit.models.completion.complete``."""
-        from vaekit.models.completion import complete
-
         observed = as_tensor(observed, "observed")
         x = as_tensor(x, "x")
         if x.is_floating_point():  # the missing entries may hold NaN: they are never read
