@@ -73,6 +73,12 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
                 f"the Bernoulli likelihood needs values in [0, 1]; {data.name!r} spans [{lo:g}, {hi:g}]",
                 "rescale the data to [0, 1] or use model.likelihood=gaussian",
             )
+    if cfg.data.binarize != "none" and not data.schema.unit_interval:
+        raise DataError(
+            f"data.binarize={cfg.data.binarize} draws each value as a Bernoulli probability, but "
+            f"{data.name!r} ({data.schema.kind}) holds values outside [0, 1]",
+            "set data.binarize=none for this data",
+        )
     if cfg.model.likelihood.name == "logistic-mixture" and cfg.data.binarize != "none":
         raise ConfigError(
             "the logistic-mixture likelihood models 8-bit values, but data.binarize is "
