@@ -1,7 +1,8 @@
 """Posterior families q(z|x): turn the encoder's output into a distribution and draw z with log q.
 
 Contract: ``params_dim`` (how many numbers the encoder produces), ``forward(h) -> q``,
-``sample(q, h, k) -> (z [k, B, d], log q(z|x) [k, B])``, ``analytic_kl`` (closed-form KL to N(0, I)),
+``sample(q, h, k, eps=None) -> (z [k, B, d], log q(z|x) [k, B])`` (z a function of the standard normals eps
+[k, B, d], drawn from torch's generator when None), ``analytic_kl`` (closed-form KL to N(0, I)),
 and ``gaussian(h)``: the diagonal-Gaussian part of q (what the VampPrior uses as its components).
 """
 
@@ -32,9 +33,11 @@ class GaussianPosterior(nn.Module):
     def gaussian(self, h: torch.Tensor) -> DiagonalGaussian:
         return self(h)
 
-    def sample(self, q: DiagonalGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, None]:
-        """z [k, B, d] by reparameterization; log q(z|x) is left to ``q.log_prob`` when needed."""
-        return q.rsample((k,)), None
+    def sample(
+        self, q: DiagonalGaussian, h: torch.Tensor, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
+        """z = mu + sigma eps [k, B, d]; log q(z|x) is left to ``q.log_prob`` when needed."""
+        return (q.rsample((k,)) if eps is None else q.loc + q.scale * eps), None
 
 
 class FlowGaussian(Distribution):
@@ -59,8 +62,11 @@ class FlowGaussian(Distribution):
         z, log_det = self.flow(flat, None if ctx is None else ctx.reshape(flat.shape[0], -1))
         return z.view_as(z0), log_det.view(z0.shape[:-1])
 
-    def rsample_and_log_prob(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        z0 = self.base.rsample((k,))
+    def rsample_and_log_prob(
+        self, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """k samples z [k, B, d] and log q(z|x) [k, B]; z0 = mu + sigma eps (eps drawn when None)."""
+        z0 = self.base.rsample((k,)) if eps is None else self.base.loc + self.base.scale * eps
         z, log_det = self._push(z0)
         return z, self.base.log_prob(z0) - log_det
 
@@ -92,9 +98,11 @@ class IAFPosterior(nn.Module):
         context = h[..., 2 * self.latent_dim :] if self.context_dim else None
         return FlowGaussian(self.gaussian(h), self.flow, context)
 
-    def sample(self, q: FlowGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, q: FlowGaussian, h: torch.Tensor, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """z [k, B, d] through the flow and log q(z|x) [k, B] with the log-det subtracted."""
-        return q.rsample_and_log_prob(k)
+        return q.rsample_and_log_prob(k, eps)
 
 
 def build_posterior(
