@@ -42,23 +42,23 @@ def plain_nets(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
 
 
 @torch.no_grad()
-def formula_loop(enc: nn.Module, dec: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
-    """log p(x) ~= logsumexp_j log w_j - log K per example, all K samples of an example in one call
-    (the [K, 784] logits are 16 MB at K = 5000: no chunking needed), [N] float64.
+def formula_loop(enc: nn.Module, dec: nn.Module, x: torch.Tensor, k: int, per_call: int = 1) -> torch.Tensor:
+    """log p(x) ~= logsumexp_j log w_j - log K per example, ``per_call`` examples with all K samples each
+    in one call (the [K, 784] logits of an example are 16 MB at K = 5000: no chunking), [N] float64.
 
     q = N(mu, softplus(raw) + 1e-5) as vaekit's DiagonalGaussian.from_params; distributions are built
     with validate_args=False (argument checks are not part of the formula)."""
     zero = torch.zeros((), device=x.device)
     prior = Normal(zero, zero + 1, validate_args=False)
     out = torch.empty(x.shape[0], dtype=torch.float64)
-    for i in range(x.shape[0]):
-        xi = x[i].flatten()
-        mu, raw = enc(xi).chunk(2, -1)
+    for i in range(0, x.shape[0], per_call):
+        xb = x[i : i + per_call].flatten(1)  # [b, D]
+        mu, raw = enc(xb).chunk(2, -1)
         q = Normal(mu, F.softplus(raw) + 1e-5, validate_args=False)
-        z = q.rsample((k,))
-        log_w = (Bernoulli(logits=dec(z), validate_args=False).log_prob(xi).sum(-1)
+        z = q.rsample((k,))  # [K, b, d]
+        log_w = (Bernoulli(logits=dec(z), validate_args=False).log_prob(xb).sum(-1)
                  + prior.log_prob(z).sum(-1) - q.log_prob(z).sum(-1))
-        out[i] = torch.logsumexp(log_w.double(), 0) - math.log(k)
+        out[i : i + xb.shape[0]] = torch.logsumexp(log_w.double(), 0) - math.log(k)
     return out
 
 

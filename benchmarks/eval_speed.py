@@ -12,6 +12,14 @@ CPU seconds: on a shared machine the CPU seconds (one torch thread) are the cont
 
     python benchmarks/eval_speed.py --run RUN --threads 1        # K=5000, full test set (long on a CPU)
     python benchmarks/eval_speed.py --k 50 --examples 1000 --loop-examples 50 --out eval_speed-smoke
+
+``--vs-loop`` instead times what ``vaekit evaluate RUN --nll-samples K --examples N`` runs (``api.evaluate``
+on the run's own test split; it records evaluation.json and the report in RUN as the command does)
+against the formula loop taking ``--per-call`` examples with all K samples per call, interleaved
+(the order alternating) ``--repeats`` times in one process, and reports the median CPU-time ratio and
+the two NLLs with their Monte-Carlo standard error (from the spread of the loop's seeded repeats):
+
+    python benchmarks/eval_speed.py --run RUN --threads 1 --vs-loop --examples 1000 --out eval_speed-loop
 """
 
 from __future__ import annotations
@@ -56,6 +64,80 @@ def vaekit_loop(model: torch.nn.Module, x: torch.Tensor, k: int) -> torch.Tensor
     return out
 
 
+def vs_loop(args: argparse.Namespace, device: torch.device) -> None:
+    """The ``--vs-loop`` comparison (module docstring): vaekit evaluate against the formula loop."""
+    from vaekit.api import evaluate, load, load_split
+
+    if not args.run:
+        raise SystemExit("--vs-loop needs --run: a trained mnist-mlp run folder")
+    n, k = args.examples or 1000, args.k
+    model = load(args.run, device).eval()
+    x, _ = load_split(args.run, "test")
+    x = x[:n].to(device)
+    enc, dec = (net.to(device) for net in plain_nets(model))
+    print(f"{n} test examples x K={k} on {device} ({torch.get_num_threads()} threads): vaekit evaluate vs "
+          f"the formula loop, {args.per_call} examples per call, {args.repeats} repeats interleaved")
+
+    def run_vaekit() -> dict[str, Any]:
+        return evaluate(args.run, nll_samples=k, examples=n, device=str(device), seed=0)
+
+    def run_loop(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return formula_loop(enc, dec, x, k, args.per_call)
+
+    reps: list[dict[str, Any]] = []
+    loop_lp = []
+    for rep in range(args.repeats):
+        order = ("vaekit", "loop") if rep % 2 == 0 else ("loop", "vaekit")
+        entry: dict[str, Any] = {"order": list(order)}
+        for what in order:
+            if what == "vaekit":
+                res, wall, cpu = timed(run_vaekit)
+                entry["vaekit"] = {"cpu_seconds": cpu, "wall_seconds": wall, "nll": res["nll"],
+                                   "evaluate_model_cpu_seconds": res["cpu_seconds"]}
+            else:
+                lp, wall, cpu = timed(lambda rep=rep: run_loop(rep))
+                loop_lp.append(lp)
+                entry["loop"] = {"cpu_seconds": cpu, "wall_seconds": wall, "nll": -float(lp.mean()),
+                                 "seed": rep}
+        entry["cpu_ratio"] = entry["vaekit"]["cpu_seconds"] / entry["loop"]["cpu_seconds"]
+        print(f"repeat {rep}: vaekit {entry['vaekit']['cpu_seconds']:.1f} CPU-s (nll "
+              f"{entry['vaekit']['nll']:.3f}), loop {entry['loop']['cpu_seconds']:.1f} CPU-s (nll "
+              f"{entry['loop']['nll']:.3f}), ratio {entry['cpu_ratio']:.3f}", flush=True)
+        reps.append(entry)
+    ratios = sorted(e["cpu_ratio"] for e in reps)
+    median = ratios[len(ratios) // 2]
+    # Monte-Carlo standard error of one run's mean NLL: per-example variance over the loop's seeds
+    spread = torch.stack(loop_lp).var(0) if len(loop_lp) > 1 else torch.full((n,), float("nan"))
+    sem = float(spread.sum().sqrt()) / n
+    vaekit_nll, loop_nll = reps[0]["vaekit"]["nll"], sum(e["loop"]["nll"] for e in reps) / len(reps)
+    gap = vaekit_nll - loop_nll
+    gap_se = sem * math.sqrt(1 + 1 / len(reps))  # one vaekit run against the mean of the loop's runs
+    print(f"median CPU-time ratio vaekit / loop: {median:.3f} (all: {', '.join(f'{r:.3f}' for r in ratios)})")
+    print(f"NLL vaekit {vaekit_nll:.3f}, loop {loop_nll:.3f} (mean of {len(reps)} seeds); difference "
+          f"{gap:+.3f} nats; Monte-Carlo SE of one run {sem:.3f}, of the difference {gap_se:.3f}")
+    save_result(args.out, {
+        "what": "CPU seconds of `vaekit evaluate RUN --nll-samples K --examples N` (api.evaluate: the "
+                "evaluation, evaluation.json, plots and report) against a formula importance sampler that "
+                "takes per_call examples with all K samples per call, interleaved in one process",
+        "weights": f"trained run {args.run}",
+        "device": str(device),
+        **({"machine_shared": "other jobs shared the machine (2 cores, several agents): the CPU-second "
+                              "ratios of the same repeat are the figure, wall seconds are noisier"}
+           if args.shared_machine else {}),
+        "k": k,
+        "examples": n,
+        "per_call": args.per_call,
+        "repeats": reps,
+        "median_cpu_ratio": median,
+        "nll": {"vaekit": vaekit_nll, "loop_mean_over_seeds": loop_nll, "difference": gap,
+                "monte_carlo_se_one_run": sem, "monte_carlo_se_difference": gap_se,
+                "se_note": "SE of one run's mean NLL from the per-example variance over the loop's seeded "
+                           "repeats; the difference (one vaekit run - the loop's mean) has sqrt(1 + 1 / "
+                           "repeats) times it"},
+    })
+
+
 def loop_entry(how: str, m: int, n: int, wall: float, cpu: float, nll: float) -> dict[str, Any]:
     """A per-example loop timed on m examples, extrapolated linearly to n."""
     return {"how": how, "examples_timed": m, "wall_seconds_measured": wall, "cpu_seconds_measured": cpu,
@@ -76,10 +158,16 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto: where every system runs")
     p.add_argument("--shared-machine", action="store_true", help="record that other work shared the machine")
     p.add_argument("--out", default="eval_speed", help="result name under benchmarks/results/")
+    p.add_argument("--vs-loop", action="store_true", help="vaekit evaluate against the formula loop only")
+    p.add_argument("--per-call", type=int, default=10, help="--vs-loop: examples per call of the loop")
+    p.add_argument("--repeats", type=int, default=3, help="--vs-loop: interleaved repeats")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if args.vs_loop:
+        vs_loop(args, device)
+        return
 
     data = load_dataset(f"npz:{require_mnist()}")
     x = eval_view(data.test.x, "static", 0)

@@ -35,7 +35,7 @@ def tiny_data() -> DataSet:
     return DataSet("tiny", split(96), split(32), split(32), kind="image", levels=None)
 
 
-def mean_posterior(self, q, h, k):
+def mean_posterior(self, q, h, k, eps=None):
     """z = E_q[z]: no sampling noise, so gradients are a function of the data order alone."""
     z = q.loc.expand(k, *q.loc.shape)
     return z, q.log_prob(z)

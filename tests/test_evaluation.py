@@ -103,16 +103,17 @@ def test_poor_posterior_estimates_rise_towards_exact_and_elbo_stays_below():
 
 class DiscreteToy(nn.Module):
     """z in {0..C-1} with prior pi, x | z ~ prod_i Bernoulli(theta_{z,i}); proposal q(z|x) = (1 - a) *
-    p(z|x) + a * uniform (a = 0: exact posterior), sampled by inverse CDF from ``torch.rand`` (or from
-    ``torch.multinomial`` to show a draw that CounterNoise cannot replace). No analytic KL, no encode."""
+    p(z|x) + a * uniform (a = 0: exact posterior), sampled by inverse CDF from the uniform Phi(eps) of the
+    noise it is handed (one standard normal per sample: latent_dim 1). No analytic KL, no encode."""
 
-    def __init__(self, classes: int = 5, dims: int = 8, mix: float = 1.0, multinomial: bool = False) -> None:
+    latent_dim = 1
+
+    def __init__(self, classes: int = 5, dims: int = 8, mix: float = 1.0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(2)
         self.log_pi = F.log_softmax(2 * torch.randn(classes, generator=g, dtype=torch.float64), 0)
         self.theta = torch.rand(classes, dims, generator=g, dtype=torch.float64) * 0.9 + 0.05
         self.mix = mix
-        self.multinomial = multinomial
 
     def joint(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x, z=c) for every class, [B, C]."""
@@ -122,18 +123,30 @@ class DiscreteToy(nn.Module):
     def exact(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self.joint(x), -1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1,
+                eps: torch.Tensor | None = None) -> Output:
         joint = self.joint(x)
         q = (1 - self.mix) * torch.softmax(joint, -1) + self.mix / joint.shape[-1]
-        if self.multinomial:
-            z = torch.multinomial(q, k, replacement=True).T
-        else:
-            u = torch.rand(k, x.shape[0], dtype=torch.float64)
-            z = (u.unsqueeze(-1) > q.cumsum(-1)).sum(-1).clamp(max=q.shape[-1] - 1)
+        if eps is None:
+            eps = torch.randn(k, x.shape[0], 1, dtype=torch.float64)
+        u = torch.special.ndtr(eps[..., 0].double())
+        return self.terms(joint, q, (u.unsqueeze(-1) > q.cumsum(-1)).sum(-1).clamp(max=q.shape[-1] - 1))
+
+    def terms(self, joint: torch.Tensor, q: torch.Tensor, z: torch.Tensor) -> Output:
+        """The output for the classes z [k, B] drawn from q [B, C]."""
         log_qz = q.log().T.gather(0, z)
         log_pz = self.log_pi[z]
         log_px_z = (joint - self.log_pi).T.gather(0, z)
         return Output(log_px_z, log_qz, log_pz, (log_qz - log_pz).mean(0))
+
+
+class OwnNoiseToy(DiscreteToy):
+    """The toy with a forward that takes no noise: it draws z with ``torch.multinomial`` itself."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
+        joint = self.joint(x)
+        q = (1 - self.mix) * torch.softmax(joint, -1) + self.mix / joint.shape[-1]
+        return self.terms(joint, q, torch.multinomial(q, k, replacement=True).T)
 
 
 def toy_data(model: DiscreteToy, n: int = 100) -> torch.Tensor:
@@ -183,7 +196,7 @@ def test_same_seed_same_estimate_for_any_chunk_sizes():
     assert (shorter.log_px - runs[0].log_px[:18]).abs().max() < 1e-9
 
 
-def test_chunk_invariance_with_uniform_draws_and_a_real_vae():
+def test_chunk_invariance_with_noise_turned_uniform_and_a_real_vae():
     toy = DiscreteToy(mix=1.0)
     x = toy_data(toy, 30)
     a = log_likelihood(toy, x, k=64, batch_size=30, sample_chunk=64, seed=1)
@@ -209,7 +222,7 @@ def test_gpu_chunks_fill_a_share_of_free_memory_measured_on_a_full_size_probe(mo
     from vaekit.evaluation import likelihood as lk
 
     calls = []
-    monkeypatch.setattr(lk, "_forward", lambda m, xb, yb, first, start, kk, seed, dev: calls.append(
+    monkeypatch.setattr(lk, "forward_chunk", lambda m, xb, yb, first, start, kk, k, seed: calls.append(
         (xb.shape[0], kk)))
     for name in ("synchronize", "reset_peak_memory_stats"):
         monkeypatch.setattr(torch.cuda, name, lambda device=None: None)
@@ -236,13 +249,16 @@ def test_the_gpu_estimate_equals_the_cpu_estimate_with_its_own_chunk_sizes():
     assert gpu.chunk_invariant and (gpu.log_px - cpu.log_px).abs().max() < 1e-4
 
 
-def test_draws_that_cannot_be_replaced_are_flagged():
-    toy = DiscreteToy(mix=1.0, multinomial=True)
+def test_a_model_that_draws_its_own_noise_is_flagged_and_reproducible_per_chunking():
+    toy = OwnNoiseToy(mix=1.0)
     x = toy_data(toy, 10)
+    state = torch.get_rng_state()
     res = evaluate_model(toy, x, k=20)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is seeded per call, then restored
     assert res["chunk_invariant"] is False and "chunk_invariant" in res["notes"]
-    # reproducible for the same chunk sizes all the same
-    assert evaluate_model(toy, x, k=20)["nll"] == res["nll"]
+    assert evaluate_model(toy, x, k=20)["nll"] == res["nll"]  # the same chunk sizes, the same numbers
+    assert evaluate_model(toy, x, k=20, sample_chunk=7)["nll"] != res["nll"]
+    assert abs(evaluate_model(toy, x, k=20, sample_chunk=7)["nll"] - res["nll"]) < 1.0
 
 
 def test_models_without_encoder_or_per_dimension_kl_give_null_not_an_error():

@@ -1,89 +1,133 @@
-"""The counter-based generator behind chunk-invariant evaluation: Philox4x32-10 against its published
-known-answer vectors, the overflow-free 32-bit multiply against exact integers, and the uniforms and
-normals it makes against their distributions."""
+"""The evaluation's posterior noise: the seed rule of ``vaekit.models.importance`` (numbers of an
+example's samples depend only on (seed, example, sample)), its distribution, and every kind of model
+taking its noise from it, so that the importance-sampled estimate is the same for any chunking."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from scipy import stats
 
-from vaekit.evaluation.noise import _mulhilo, counter_uniforms, philox4x32
-
-WORD = st.integers(0, 2**32 - 1)
-
-# Random123's kat_vectors for philox4x32 with 10 rounds: (counter words, key words, output words)
-KNOWN_ANSWERS = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
+from vaekit.config import Config
+from vaekit.models import build_model
+from vaekit.models.importance import NOISE_BLOCK, block_seed, importance_sample, posterior_noise
+from vaekit.schema import DataSchema
 
 
-@pytest.mark.parametrize("words", [torch.tensor, np.uint64], ids=["torch", "numpy"])
-@pytest.mark.parametrize(("counter", "key", "expected"), KNOWN_ANSWERS)
-def test_philox4x32_matches_the_published_known_answers(counter, key, expected, words):
-    out = philox4x32(tuple(words(c) for c in counter), key[0] | key[1] << 32)
-    assert tuple(int(w) for w in out) == expected
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-@settings(max_examples=300, deadline=None)
-@given(a=WORD, m=WORD)
-def test_mulhilo_is_the_exact_64_bit_product(a, m):
-    for words in (torch.tensor([a]), np.array([a], dtype=np.uint64)):  # wrapping int64, exact uint64
-        hi, lo = _mulhilo(words, m)
-        assert (int(hi[0]), int(lo[0])) == divmod(a * m, 2**32)
+def test_the_block_seed_is_blake2b_of_the_three_numbers():
+    # hashlib.blake2b(b"0,0,0", digest_size=8).digest() read little-endian, written out
+    assert block_seed(0, 0, 0) == int.from_bytes(bytes.fromhex("3f3e1c8e57a282fe"), "little")
+    seeds = {block_seed(s, i, b) for s in range(3) for i in range(30) for b in range(3)}
+    assert len(seeds) == 270 and all(0 <= s < 2**64 for s in seeds)
+    assert block_seed(1, 23, 0) != block_seed(12, 3, 0)  # no "1,23" / "12,3" clash: commas separate
 
 
-def test_numpy_and_torch_give_the_same_words():
-    grid = [np.arange(n, dtype=np.uint64).reshape(shape) for n, shape in ((3, (3, 1, 1)), (4, (1, 4, 1)))]
-    counter = (np.arange(5, dtype=np.uint64), *grid, np.uint64(2**32 - 1))
-    key = 0xDEADBEEF12345678
-    a = philox4x32(counter, key)
-    b = philox4x32(tuple(torch.from_numpy(np.asarray(c).astype(np.int64)) for c in counter), key)
-    for x, y in zip(a, b, strict=True):
-        assert np.array_equal(x.astype(np.int64), y.numpy())
+def test_the_rule_written_out_for_one_example():
+    k, dim = NOISE_BLOCK + 100, 3
+    g = torch.Generator().manual_seed(block_seed(7, 5, 1))
+    expected = torch.randn(100, dim, generator=g)  # the second block holds the last 100 of K samples
+    eps = posterior_noise(7, range(5, 6), NOISE_BLOCK, 100, k, dim)
+    assert torch.equal(eps[:, 0], expected)
 
 
-def _draws(normal: bool, n_examples: int = 50, k: int = 400, m: int = 10) -> torch.Tensor:
-    return counter_uniforms(7, 1, range(n_examples), 0, k, m, normal, torch.device("cpu"))
+def test_any_chunk_of_samples_or_examples_gets_the_numbers_of_the_whole():
+    k, dim = 2 * NOISE_BLOCK + 300, 4
+    whole = posterior_noise(3, range(10, 16), 0, k, k, dim)
+    chunks = ((0, 7), (NOISE_BLOCK - 5, 10), (NOISE_BLOCK, NOISE_BLOCK), (2 * NOISE_BLOCK + 290, 10))
+    for start, count in chunks:
+        part = posterior_noise(3, range(12, 14), start, count, k, dim)
+        assert torch.equal(part, whole[start : start + count, 2:4])
+    assert not torch.isclose(posterior_noise(4, range(10, 16), 0, k, k, dim), whole).any()
 
 
-def test_uniforms_are_uniform_and_normals_are_standard_normal():
-    u = _draws(False).flatten()
-    assert u.dtype == torch.float64 and 0 <= float(u.min()) and float(u.max()) < 1
-    assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-3
-    z = _draws(True).flatten().double()
-    assert stats.kstest(z.numpy(), "norm").pvalue > 1e-3
-    assert abs(float(z.mean())) < 4 / len(z) ** 0.5 and abs(float(z.var()) - 1) < 0.02
-
-
-def test_numbers_of_different_examples_samples_and_positions_are_uncorrelated():
-    z = _draws(True, n_examples=40, k=500, m=6).double()  # [k, examples, m]
+def test_the_noise_is_standard_normal_and_uncorrelated_across_examples_samples_and_blocks():
+    k = NOISE_BLOCK + 400
+    z = posterior_noise(11, range(30), 0, k, k, 6).double()  # [k, examples, dim]
+    assert stats.kstest(z.flatten().numpy(), "norm").pvalue > 1e-3
+    assert abs(float(z.mean())) < 4 / z.numel() ** 0.5 and abs(float(z.var()) - 1) < 0.02
     pairs = {
         "next sample": (z[:-1], z[1:]),
         "next example": (z[:, :-1], z[:, 1:]),
-        "next position": (z[..., :-1], z[..., 1:]),
+        "next dimension": (z[..., :-1], z[..., 1:]),
+        "same row of the next block": (z[:400], z[NOISE_BLOCK:]),
     }
     for what, (a, b) in pairs.items():
         r = float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
         assert abs(r) < 4 / a.numel() ** 0.5, what
 
 
-def test_a_chunk_of_samples_or_examples_gets_the_same_numbers_as_the_whole():
-    whole = counter_uniforms(3, 2, range(10, 16), 100, 50, 5, True, torch.device("cpu"))
-    part = counter_uniforms(3, 2, range(12, 14), 120, 10, 5, True, torch.device("cpu"))
-    assert torch.equal(part, whole[20:30, 2:4])
-    other_draw = counter_uniforms(3, 3, range(10, 16), 100, 50, 5, True, torch.device("cpu"))
-    assert not torch.isclose(other_draw, whole).any()
+MLP = {"net": {"name": "mlp", "hidden": [32]}, "latent_dim": 4}
+MODELS = {
+    "gaussian posterior, Bernoulli": MLP,
+    "IAF posterior": {**MLP, "posterior": {"name": "iaf", "hidden": 16, "context": 8}},
+    "mixture prior, Gaussian likelihood": {**MLP, "prior": {"name": "mog", "components": 3},
+                                           "likelihood": "gaussian"},
+    "VampPrior, logistic mixture": {**MLP, "prior": {"name": "vamp", "components": 3},
+                                    "likelihood": {"name": "logistic-mixture", "components": 2}},
+    "conditional": {**MLP, "conditional": True},
+    "hierarchical": {"name": "hierarchical", "net": {"name": "mlp", "hidden": [32]}, "width": 32,
+                     "latent_dims": [3, 2]},
+    "hierarchical with map layers": {"name": "hierarchical", "net": {"name": "conv", "channels": [8, 8],
+                                     "width": 32}, "width": 32, "latent_dims": [3], "latent_channels": [2]},
+}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_the_gpu_draws_the_same_numbers_as_the_cpu():  # torch's words there, numpy's here
-    cpu = counter_uniforms(5, 1, range(8), 0, 64, 9, False, torch.device("cpu"))
-    gpu = counter_uniforms(5, 1, range(8), 0, 64, 9, False, torch.device("cuda"))
-    assert torch.equal(cpu, gpu.cpu())
+def _model(options: dict, shape: tuple[int, ...] = (1, 8, 8), levels: int = 2,
+           classes: int | None = None):
+    schema = DataSchema.for_shape(shape, levels, classes)
+    return build_model(Config.from_dict({"model": options}).model, schema)
+
+
+@pytest.mark.parametrize("options", MODELS.values(), ids=MODELS.keys())
+def test_every_kind_of_model_gives_the_same_estimate_for_any_chunking(options):
+    torch.manual_seed(0)
+    conditional = options.get("conditional", False)
+    shape = (1, 28, 28) if options["net"]["name"] == "conv" else (1, 8, 8)
+    levels = 256 if "logistic-mixture" in str(options.get("likelihood")) else 2
+    model = _model(options, shape, levels, 3 if conditional else None).eval()
+    x = torch.bernoulli(torch.full((9, *shape), 0.3))
+    y = torch.arange(9) % 3 if conditional else None
+    k = NOISE_BLOCK + 30  # two noise blocks
+    a = importance_sample(model, x, y, k, batch_size=9, sample_chunk=k, seed=2)
+    b = importance_sample(model, x, y, k, batch_size=4, sample_chunk=300, seed=2)
+    assert a.chunk_invariant and b.chunk_invariant
+    assert (a.log_px - b.log_px).abs().max() < 1e-4  # float32 forward: only rounding differs
+    assert (a.recon - b.recon).abs().max() < 1e-3
+    other = importance_sample(model, x, y, k, batch_size=9, sample_chunk=k, seed=3)
+    assert (other.log_px - a.log_px).abs().max() > 1e-3  # the seed does matter
+    # the model's forward with the rule's noise is what the estimator saw: rerun the first example
+    eps = posterior_noise(2, range(0, 1), 0, k, k, model.latent_dim)
+    with torch.no_grad():
+        lw = model(x[:1], None if y is None else y[:1], k, eps).log_weights().double()
+    assert abs(float(torch.logsumexp(lw, 0)[0]) - math.log(k) - float(a.log_px[0])) < 1e-4
+
+
+def test_the_posteriors_map_the_noise_by_their_reparameterization():
+    torch.manual_seed(1)
+    model = _model(MODELS["gaussian posterior, Bernoulli"]).eval()
+    x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.3))
+    eps = torch.randn(5, 3, 4)
+    q = model.encode(x)
+    assert torch.allclose(model(x, None, 5, eps).z, q.loc + q.scale * eps)
+    iaf = _model(MODELS["IAF posterior"]).eval()
+    q = iaf.encode(x)
+    z0 = q.base.loc + q.base.scale * eps
+    assert torch.allclose(iaf(x, None, 5, eps).z, q._push(z0)[0])
+    deep = _model(MODELS["hierarchical"]).eval()
+    eps = torch.randn(5, 3, 5)
+    z = deep(x, None, 5, eps).z  # [k, B, 5]: z_2 (3 units) then z_1 (2 units)
+    w = deep.encode(x).walk(5, z=z.reshape(15, 5))
+    assert torch.allclose((z.reshape(15, 5) - w.z) / w.scale, torch.zeros(15, 5), atol=1e-6)  # walk agrees
+    mu_top = deep.encode(x).walk(5, mean=True).z[:, :3]  # the top layer's mean does not depend on noise
+    assert torch.allclose(z.reshape(15, 5)[:, :3], mu_top + w.scale[:, :3] * eps.reshape(15, 5)[:, :3],
+                          atol=1e-5)

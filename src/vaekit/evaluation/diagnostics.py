@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vaekit.evaluation.likelihood import model_device
+from vaekit.models.importance import model_device
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit i is active when Cov_x(E_q[z_i|x]) > 0.01
 

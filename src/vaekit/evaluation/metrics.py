@@ -99,8 +99,9 @@ def evaluate_model(
         notes["kl_per_dim"] = KL_PER_DIM_UNDEFINED
     if not s.chunk_invariant:
         notes["chunk_invariant"] = (
-            "the model draws random numbers CounterNoise does not replace (not normal/uniform, or not "
-            "laid out [k, B, ...]): estimates are reproducible for these chunk sizes only"
+            "the model's forward takes no eps (the posterior noise of the seed rule in "
+            "vaekit.models.importance): it draws its own, so estimates are reproducible for these chunk "
+            "sizes only"
         )
     recon, kl = float(s.recon.mean()), float(s.kl.mean())
     return {

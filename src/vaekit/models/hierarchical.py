@@ -171,11 +171,14 @@ class TopDown(Prior):
         z: torch.Tensor | None = None,
         mean: bool = False,
         generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> Walk:
         """Go down the layers under q (bottom-up ``features`` given, top layer first) or p; each z_l
-        is taken from ``z``, is the walked distribution's mean, or is drawn by reparameterization."""
+        is taken from ``z``, is the walked distribution's mean, or is mu_l + sigma_l eps_l with eps_l
+        the layer's columns of ``eps`` [n, D] (drawn from ``generator`` when None)."""
         s = self.layers[0].update_net.weight.new_zeros(n, self.width)
         given = None if z is None else z.split(self.latent_dims, -1)
+        noise = None if eps is None else eps.split(self.latent_dims, -1)
         zs, kls, scales = [], [], []
         log_pz = log_qz = s.new_zeros(n)
         for i, layer in enumerate(self.layers):
@@ -189,8 +192,9 @@ class TopDown(Prior):
             elif mean:
                 zl = dist.loc
             else:
-                eps = torch.randn(dist.loc.shape, generator=generator, device=s.device, dtype=s.dtype)
-                zl = dist.loc + dist.scale * eps
+                e = noise[i] if noise is not None else torch.randn(
+                    dist.loc.shape, generator=generator, device=s.device, dtype=s.dtype)
+                zl = dist.loc + dist.scale * e
             log_pz = log_pz + p.log_prob(zl)
             if q is not None:
                 log_qz = log_qz + q.log_prob(zl)
@@ -382,13 +386,17 @@ class HierarchicalVAE(VAE):
         z = self.latents(z)
         return self.likelihood(self.decoder(self.prior.state(z), self.condition(y, z.shape[0])))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None
+    ) -> Output:
         """Output with k top-down posterior walks; kl = sum over layers of the analytic KL(q_l || p_l)
         given the sampled layers above, averaged over the k walks; extras kl_layers [B, L] top layer
-        first, and kl_groups with latent maps."""
+        first, and kl_groups with latent maps. ``eps`` [k, B, D]: the standard normals of all layers
+        (drawn from torch's generator when None)."""
         b = x.shape[0]
         c = self.condition(y, b)
-        w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k)
+        noise = None if eps is None else eps.reshape(k * b, -1)
+        w = TopDownPosterior(self.prior, self.encoder(x, c)).walk(k, eps=noise)
         px = self.likelihood(self.decoder(w.state, None if c is None else c.repeat(k, 1)))
         kl_dims = w.kl_dims.view(k, b, -1).mean(0)
         parts = kl_dims.split(self.latent_dims, -1)

@@ -17,6 +17,7 @@ from torch.distributions import Distribution
 from vaekit.config import PartConfig, part, require
 from vaekit.errors import ConfigError, DataError
 from vaekit.models.completion import complete
+from vaekit.models.importance import importance_sample
 from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
 from vaekit.nets import build_nets
 from vaekit.parts.distributions import log_prob_repeated
@@ -143,13 +144,16 @@ class VAE(nn.Module):
         z = self.latents(z)
         return self.likelihood(self.decoder(z, self.condition(y, z.shape[0])))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1) -> Output:
-        """Per-example terms with k reparameterized posterior samples."""
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None
+    ) -> Output:
+        """Per-example terms with k reparameterized posterior samples; ``eps`` [k, B, latent_dim]: the
+        standard-normal noise the posterior maps to z (drawn from torch's generator when None)."""
         b = x.shape[0]
         c = self.condition(y, b)
         h = self.encoder(x, c)
         q = self.posterior(h)
-        z, log_qz = self.posterior.sample(q, h, k)  # log_qz None: q.log_prob(z), when needed
+        z, log_qz = self.posterior.sample(q, h, k, eps)  # log_qz None: q.log_prob(z), when needed
         ck = None if c is None else c.repeat(k, 1)
         px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
         log_px_z = log_prob_repeated(px, x, k)
@@ -171,9 +175,7 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """Importance-sampled log p(x) per example in nats, [B], from k samples drawn ``chunk`` at a time
         and as many examples per call as fill the evaluation's row budget, so memory stays bounded for
-        any B (``vaekit.evaluation.likelihood``); the seed comes from torch's global generator."""
-        from vaekit.evaluation.likelihood import importance_sample
-
+        any B (``vaekit.models.importance``); the seed comes from torch's global generator."""
         x = self.batch(x)
         seed = int(torch.randint(0, 2**62, ()))
         return importance_sample(self, x, y, k, None, chunk, seed).log_px.float()

@@ -33,6 +33,8 @@ class GaussianPosterior(nn.Module):
     def gaussian(self, h: torch.Tensor) -> DiagonalGaussian:
         return self(h)
 
-    def sample(self, q: DiagonalGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, None]:
-        """z [k, B, d] by reparameterization; log q(z|x) is left to ``q.log_prob`` when needed."""
-        return q.rsample((k,)), None
+    def sample(
+        self, q: DiagonalGaussian, h: torch.Tensor, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
+        """z = mu + sigma eps [k, B, d]; log q(z|x) is left to ``q.log_prob`` when needed."""
+        return (q.rsample((k,)) if eps is None else q.loc + q.scale * eps), None

@@ -38,8 +38,11 @@ class FlowGaussian(Distribution):
         z, log_det = self.flow(flat, None if ctx is None else ctx.reshape(flat.shape[0], -1))
         return z.view_as(z0), log_det.view(z0.shape[:-1])
 
-    def rsample_and_log_prob(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        z0 = self.base.rsample((k,))
+    def rsample_and_log_prob(
+        self, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """k samples z [k, B, d] and log q(z|x) [k, B]; z0 = mu + sigma eps (eps drawn when None)."""
+        z0 = self.base.rsample((k,)) if eps is None else self.base.loc + self.base.scale * eps
         z, log_det = self._push(z0)
         return z, self.base.log_prob(z0) - log_det
 
@@ -86,6 +89,8 @@ class IAFPosterior(nn.Module):
         context = h[..., 2 * self.latent_dim :] if self.context_dim else None
         return FlowGaussian(self.gaussian(h), self.flow, context)
 
-    def sample(self, q: FlowGaussian, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, q: FlowGaussian, h: torch.Tensor, k: int, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """z [k, B, d] through the flow and log q(z|x) [k, B] with the log-det subtracted."""
-        return q.rsample_and_log_prob(k)
+        return q.rsample_and_log_prob(k, eps)
