@@ -64,10 +64,11 @@ class VAE(nn.Module):
         cond = label_classes(cfg.conditional, schema)
         likelihood = build_likelihood(cfg.likelihood, schema)
         posterior = build_posterior(cfg.posterior, schema, cfg.latent_dim)
-        prior = build_prior(cfg.prior, schema, cfg.latent_dim, conditional=bool(cond))
         encoder, decoder = build_nets(
             cfg.net, schema, cfg.latent_dim, posterior.params_dim, likelihood.head_shape(schema), cond
         )
+        # after the nets: a mixture prior draws its initial means, and this order keeps every seed's run
+        prior = build_prior(cfg.prior, schema, cfg.latent_dim, conditional=bool(cond))
         return cls(encoder, posterior, prior, decoder, likelihood, schema.event_shape, cond)
 
     def __init__(
