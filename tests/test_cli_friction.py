@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +140,12 @@ def test_curves_have_readable_labels_and_whole_epoch_ticks(tmp_path, monkeypatch
     assert seen["labels"] == ["train ELBO", "validation ELBO"]
     assert "nats per example" in seen["ylabel"]
     assert seen["ticks"] and all(float(t).is_integer() for t in seen["ticks"])
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """'vaekit presets | head': a pipe closed before vaekit writes (here by a reader that reads
+    nothing) is no error: exit 0 and no message."""
+    script = f"'{sys.executable}' -m vaekit presets | true; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -445,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
                 return _run(ns, rest)
         return _run(ns, rest)
+    except BrokenPipeError:  # 'vaekit presets | head': the reader stopped early, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (VaekitError, OSError) as e:
         if ns.debug:
             raise
