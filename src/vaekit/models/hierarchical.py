@@ -43,7 +43,7 @@ from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE
 from vaekit.nets import build_nets, choose_net
-from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
+from vaekit.nets.mlp import ACTIVATIONS, linear_layers, mlp
 from vaekit.nets.resnet import fits_resnet
 from vaekit.parts.distributions import DiagonalGaussian, Likelihood, log_prob_repeated
 from vaekit.parts.objectives import Terms
@@ -308,6 +308,8 @@ class HierarchicalVAE(VAE):
     """A VAE whose prior is the top-down path over L stochastic layers (``TopDown``), whose posterior
     walks the same path (``TopDownPosterior``), and whose decoder reads the path's last state."""
 
+    bf16_safe = False  # the layers' log-densities are computed inside the top-down networks
+
     def __init__(
         self,
         bottom_up: BottomUp,
@@ -407,14 +409,11 @@ def build_hierarchical(
 
 def he_init(model: nn.Module, activation: str) -> None:
     """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
-    zero biases for every linear layer of ``model``: nn.Linear ([out, in] weights) and the MLP nets'
-    Dense ([in, out] weights, so its fan-in is the first dimension)."""
+    zero biases for every linear layer of ``model`` (fan-in read as each layer stores its weight)."""
     nonlinearity = "tanh" if activation == "tanh" else "relu"
-    for layer in model.modules():
-        if isinstance(layer, nn.Linear | Dense):
-            mode = "fan_out" if isinstance(layer, Dense) else "fan_in"
-            nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
-            nn.init.zeros_(layer.bias)
+    for layer, mode in linear_layers(model):
+        nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
+        nn.init.zeros_(layer.bias)
 
 
 __all__ = [

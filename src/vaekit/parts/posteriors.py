@@ -20,6 +20,7 @@ class GaussianPosterior(nn.Module):
     """q(z|x) = N(mu(x), diag sigma(x)^2); the encoder produces 2d numbers (mu, softplus^-1 sigma)."""
 
     analytic_kl = True
+    bf16_safe = True  # its log-density is computed from the network's output, outside the network
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()

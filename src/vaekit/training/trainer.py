@@ -50,15 +50,8 @@ from vaekit.training import distributed
 from vaekit.training.epoch_sums import EpochSums
 from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
-from vaekit.training.performance import (
-    Forward,
-    build_optimizer,
-    flush_denormals,
-    make_policy,
-    prepare_batch,
-    prepare_model,
-    tune_backends,
-)
+from vaekit.training.policy import Forward, build_optimizer, make_policy, prepare_batch, prepare_model
+from vaekit.training.speed import flush_denormals, step_unless, tune_backends
 
 VAEKIT_FILES = (
     rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT, rd.POLICY,
@@ -182,7 +175,7 @@ class Trainer:
         self.model: VAE = build_model(
             cfg.model, self.data.event_shape, self.data.levels, self.data.num_classes
         ).to(self.device)
-        self.policy = make_policy(cfg.train, cfg.model, self.device, steps, self.model)
+        self.policy = make_policy(cfg.train, self.device, steps, self.model)
         prepare_model(self.model, self.policy)
         distributed.seed_rank(cfg.train.seed, self.world)  # after the (identical) initial weights
         # the training forward pass: DDP-wrapped, compiled and autocast as the policy says
@@ -376,13 +369,8 @@ class Trainer:
         return make_loss(terms, obj, self.state.step, warmup_steps, self.x_train.shape[0], self.model)
 
     def _update(self, bad: torch.Tensor) -> None:
-        """The optimizer step, skipped when ``bad`` (a device flag) is 1: the fused kernel reads the
-        flag itself (as under a GradScaler); other optimizers need the host to read it."""
-        if self.policy.fused_optimizer:
-            self.opt.found_inf = bad
-            self.opt.step()
-        elif not bool(bad):
-            self.opt.step()
+        """The optimizer step, skipped when ``bad`` (a device flag) is 1."""
+        step_unless(self.opt, bad)
 
     def _poll_guard(self) -> bool:
         """Read the guard's counters into the state; True when it is time to roll back."""

@@ -1,0 +1,140 @@
+"""Opt-in tricks that compute the same numbers faster, one small function each.
+
+``vaekit.training.policy`` decides *what* runs (precision, compilation); nothing here changes a
+result. Each trick states its gain as measured on ``benchmarks/throughput.py``'s CPU MNIST MLP step
+(one thread, on against off, interleaved; benchmarks/results/speed-tricks.json) and is kept only while
+it pays at least 5 % of a step (GPU-only tricks: their GPU measurement). Every private torch API used
+here has a public fallback, taken when this torch lacks the private one; tests check that both give
+the same numbers.
+
+``OFF`` names the tricks to skip, so a benchmark can measure each one's gain
+(``benchmarks/throughput.py --speed-off NAME``); training leaves it empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+
+import torch
+import torch.nn as nn
+
+TRICKS = ("cudnn_benchmark", "channels_last", "free_memory", "flush_denormals", "fused_adam", "finite_check")
+OFF: set[str] = set()
+
+# GradScaler's one-kernel "any value not finite?" check; None where this torch has none
+_amp_check: Callable[..., None] | None = getattr(torch, "_amp_foreach_non_finite_check_and_unscale_", None)
+
+
+def on(name: str) -> bool:
+    """Whether trick ``name`` (one of TRICKS) is taken: it is, unless a benchmark switched it off."""
+    return name not in OFF
+
+
+def tune_backends(device: torch.device) -> None:
+    """Process-wide switches: cuDNN's autotuner on CUDA, the allocator setting on CPU."""
+    if device.type == "cuda" and on("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True  # GPU only: not measurable on the CPU benchmark
+    if device.type == "cpu" and on("free_memory"):
+        keep_freed_memory()
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """glibc only: serve blocks below 64 MB from the heap and return free heap to the system only
+    beyond 256 MB. Every step allocates the same large temporaries (weight gradients, bf16 weight
+    copies); reusing their pages instead of faulting fresh ones in saves GAIN_FREE_MEMORY of a CPU
+    step of the MNIST MLP. True when applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread's float arithmetic flushes denormals to zero (FTZ/DAZ), by trying it."""
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """Flush denormal floats (below 1.2e-38 in fp32) to zero on CPU while training, then restore.
+
+    The IWAE objective's normalized importance weights make most gradient rows that small, and x86
+    arithmetic on denormals is slow: GAIN_FLUSH_DENORMALS of a k = 50 IWAE step of the MNIST MLP. The
+    values flushed are below any gradient that moves a weight, so the numbers stay the same to the
+    last bit that matters. Scoped, because it is process state other code (numpy, hypothesis) relies on."""
+    if device.type != "cpu" or not on("flush_denormals"):
+        yield
+        return
+    was = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was)
+
+
+def fused_adam(device: torch.device) -> bool:
+    """Whether to use the single-kernel Adam (same update rule; CUDA and CPU have it): it saves
+    GAIN_FUSED_ADAM of a CPU step of the MNIST MLP."""
+    return device.type in ("cuda", "cpu") and on("fused_adam")
+
+
+def step_unless(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """``opt.step()`` unless the device flag ``bad`` is 1. A fused optimizer reads the flag on the
+    device, as under a GradScaler (its ``found_inf``), so the host never waits for the step; any
+    other optimizer needs the host to read it."""
+    if opt.defaults.get("fused"):
+        opt.found_inf = bad
+        opt.step()
+    elif not bool(bad):
+        opt.step()
+
+
+def non_finite_flag(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """1.0 (a float32 device scalar, no host read) when any value of ``tensors`` is NaN or inf, else
+    0.0. GradScaler's one-kernel check (with scale 1, so nothing is changed) saves GAIN_FINITE_CHECK of
+    a CPU step of the MNIST MLP over one isfinite per tensor."""
+    device = tensors[0].device
+    if _amp_check is not None and on("finite_check"):
+        flag = torch.zeros((), device=device)
+        _amp_check(list(tensors), flag, torch.ones((), device=device))
+        return flag
+    return (~torch.stack([torch.isfinite(t).all() for t in tensors])).any().float()
+
+
+def channels_last_pays(convolutional: bool, device: torch.device) -> bool:
+    """Convolutions on CUDA run faster channels-last (cuDNN's NHWC kernels, and bf16 tensor cores
+    want them); on CPU they do not. GPU only: not measurable on the CPU benchmark."""
+    return convolutional and device.type == "cuda" and on("channels_last")
+
+
+def channels_last_model(model: nn.Module) -> None:
+    """The model's 4-d weights channels-last (in place; the values and the saved files are unchanged)."""
+    model.to(memory_format=torch.channels_last)
+
+
+def channels_last_batch(x: torch.Tensor) -> torch.Tensor:
+    """An image batch [B, C, H, W] channels-last (other batches as they are)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+__all__ = [
+    "OFF",
+    "TRICKS",
+    "denormals_flushed",
+    "flush_denormals",
+    "fused_adam",
+    "keep_freed_memory",
+    "non_finite_flag",
+    "step_unless",
+    "tune_backends",
+]
