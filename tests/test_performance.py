@@ -303,17 +303,6 @@ def test_streaming_refuses_what_it_cannot_stream(tmp_path):
         open_folder_stream(cfg)
 
 
-def test_cpu_memory_reuse_switch_is_harmless():
-    import platform
-    import sys
-
-    applied = speed.keep_freed_memory()
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert applied
-    assert speed.keep_freed_memory() is applied  # done once per process
-    torch.ones(64 << 20, dtype=torch.uint8).sum()  # large allocations still work
-
-
 def test_cpu_training_flushes_denormals_and_restores_the_setting(tmp_path, monkeypatch):
     """IWAE gradients are mostly denormal floats, which x86 computes with very slowly: training on CPU
     flushes them to zero, and afterwards the process's setting is what it was."""
