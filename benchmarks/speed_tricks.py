@@ -5,7 +5,9 @@ thread, process CPU time, one warm-up epoch then one timed epoch of ``--steps`` 
 trick, one with ``--speed-off TRICK``, in alternating order. The gain is 1 - on/off of the median of
 the pairs' time ratios, so load from other work on a shared machine cancels within a pair. A trick
 whose gain is below 5 % of a step is to be removed. ``flush_denormals`` only matters for IWAE, so it
-is measured on an IWAE (k = 50) step.
+is measured on an IWAE (k = 50) step, and, since denormal gradients appear only once the weights have
+trained a little, also in one process after ``--denormal-warmup`` IWAE steps (flushing toggled
+between timed blocks of 5 steps, alternating; ``denormals_after_training``).
 
     python benchmarks/speed_tricks.py                         # about 10 min on 2 shared cores
     python benchmarks/speed_tricks.py --tricks fused_adam --reps 3 --out speed-tricks-smoke
@@ -14,7 +16,9 @@ is measured on an IWAE (k = 50) step.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
+import time
 
 from _common import save_result
 from throughput import BATCH, call_worker
@@ -33,11 +37,57 @@ def seconds(trick: str, off: bool, steps: int) -> float:
     return res["epoch_seconds"][-1]
 
 
+def denormals_after_training(warmup: int, rounds: int = 3) -> dict[str, float | list[float]]:
+    """CPU seconds of an IWAE (k = 50) step of the MNIST MLP after ``warmup`` steps (trained with
+    flushing on), with and without flushing denormals; one thread, this process."""
+    import numpy as np
+    import torch
+    from _common import require_mnist
+
+    from vaekit.config import make_config
+    from vaekit.models import build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.load(require_mnist())["x_train"][:20000]).float().div(255).unsqueeze(1)
+    model = build_model(make_config(preset="mnist-mlp").model, (1, 28, 28), 256, None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    k, perm = 50, torch.randperm(len(x))
+
+    def step(i: int) -> None:
+        terms = model(torch.bernoulli(x[perm[(i * BATCH) % 19968:][:BATCH]]), None, k)
+        log_w = terms.log_px_z + terms.log_pz - terms.log_qz
+        loss = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for i in range(warmup):
+        step(i)
+    ratios = []
+    for r in range(rounds):
+        t = {}
+        for flush in (True, False) if r % 2 == 0 else (False, True):
+            torch.set_flush_denormal(flush)
+            t0 = time.process_time()
+            for i in range(5):
+                step(i)
+            t[flush] = (time.process_time() - t0) / 5
+        ratios.append(t[False] / t[True])
+        print(f"  flush_denormals after {warmup} steps: off/on {ratios[-1]:.3f}", flush=True)
+    torch.set_flush_denormal(False)  # the process default
+    median = statistics.median(ratios)
+    return {"warmup_steps": warmup, "gain_of_a_step": 1 - 1 / median, "off_over_on_median": median,
+            "off_over_on_rounds": ratios}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tricks", nargs="+", default=list(CPU_TRICKS), choices=CPU_TRICKS)
     ap.add_argument("--reps", type=int, default=7, help="on/off pairs per trick")
     ap.add_argument("--steps", type=int, default=300, help="timed steps per worker (IWAE: a 15th)")
+    ap.add_argument("--denormal-warmup", type=int, default=150,
+                    help="IWAE steps before timing flush_denormals on trained weights (0 = skip)")
     ap.add_argument("--out", default="speed-tricks", help="result name under benchmarks/results/")
     args = ap.parse_args()
     results = {}
@@ -52,6 +102,8 @@ def main() -> None:
         results[trick] = {"gain_of_a_step": 1 - 1 / median, "off_over_on_median": median,
                           "off_over_on_pairs": ratios, "keep": 1 - 1 / median >= 0.05}
         print(f"{trick}: {results[trick]['gain_of_a_step']:.1%} of a step", flush=True)
+    if "flush_denormals" in args.tricks and args.denormal_warmup:
+        results["flush_denormals_after_training"] = denormals_after_training(args.denormal_warmup)
     save_result(args.out, {
         "what": "gain of each speed trick: 1 - (step time with it) / (step time without it), median of "
                 f"interleaved on/off pairs of fresh throughput.py vaekit workers (mnist-mlp, batch {BATCH}, "

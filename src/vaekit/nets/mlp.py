@@ -14,11 +14,13 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "tanh": nn.Tanh,
 class Dense(nn.Module):
     """y = x W + b with W stored [in, out] (nn.Linear stores W^T), initialized as nn.Linear is.
 
-    The layout is a speed trick that stays here because it is the saved files' layout (their
-    ``net.i.weight`` is [in, out]; old runs load only into it): under bf16 autocast the weight
-    gradient x^T g comes out [in, out], so casting it back to the fp32 weight is a contiguous copy,
-    where nn.Linear's arrives transposed and is copied strided. Measured: 5.2 % of a CPU step of the
-    MNIST MLP (benchmarks/results/speed-tricks.json). ``linear_layers`` hides the layout from init code."""
+    The layout was a speed trick (under bf16 autocast the weight gradient x^T g comes out [in, out],
+    so casting it back to the fp32 weight is a contiguous copy, where nn.Linear's arrives transposed).
+    Re-measured at 2.6 % of a CPU step of the MNIST MLP (benchmarks/results/speed-tricks.json), below
+    the 5 % bar for tricks; it stays only because it is the saved files' layout (``net.i.weight`` is
+    [in, out], and old runs load only into it). Dropping it takes a checkpoint-format migration that
+    transposes these weights and their Adam moments in older files. ``linear_layers`` hides the
+    layout from init code."""
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()

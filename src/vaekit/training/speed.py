@@ -3,9 +3,10 @@
 ``vaekit.training.policy`` decides *what* runs (precision, compilation); nothing here changes a
 result. Each trick states its gain as measured on ``benchmarks/throughput.py``'s CPU MNIST MLP step
 (one thread, on against off, interleaved; benchmarks/results/speed-tricks.json) and is kept only while
-it pays at least 5 % of a step (GPU-only tricks: their GPU measurement). Every private torch API used
-here has a public fallback, taken when this torch lacks the private one; tests check that both give
-the same numbers.
+it pays at least 5 % of a step. The two CUDA-only tricks (cuDNN autotuning, channels-last) have no
+measurement yet: none was made on a GPU; ``throughput.py --speed-off NAME`` on one gives it. Every
+private torch API used here has a public fallback, taken when this torch lacks the private one;
+tests check that both give the same numbers.
 
 ``OFF`` names the tricks to skip, so a benchmark can measure each one's gain
 (``benchmarks/throughput.py --speed-off NAME``); training leaves it empty.
@@ -32,9 +33,8 @@ def on(name: str) -> bool:
 
 
 def tune_backends(device: torch.device) -> None:
-    """Process-wide switches: cuDNN's autotuner on CUDA (GPU only: not measurable on the CPU
-    benchmark). Removed: glibc ``mallopt`` keeping freed heap for reuse, measured at 2.0 % of a CPU
-    step (below the 5 % bar)."""
+    """Process-wide switches: cuDNN's autotuner on CUDA (CUDA only, not yet measured). Removed: glibc
+    ``mallopt`` keeping freed heap for reuse (no gain: -0.9 % of a CPU step over 17 pairs)."""
     if device.type == "cuda" and on("cudnn_benchmark"):
         torch.backends.cudnn.benchmark = True
 
@@ -49,10 +49,9 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
     """Flush denormal floats (below 1.2e-38 in fp32) to zero on CPU while training, then restore.
 
     The IWAE objective's normalized importance weights make most gradient rows that small, and x86
-    arithmetic on denormals is slow: a k = 50 IWAE step of the two-layer MNIST model took 1.5 s instead
-    of 0.19 s on one thread (the measurement that introduced it). Re-measured here only over the
-    benchmark's first 20 IWAE steps from initialization, where it gains 1.8 %; kept on the earlier
-    measurement of trained weights. Only values below 1.2e-38 change, smaller than any gradient that
+    arithmetic on denormals is slow: once the weights have trained 150 steps, flushing saves 41 % of an
+    IWAE (k = 50) CPU step of the MNIST MLP (in the benchmark's first 20 steps from initialization there
+    are few denormals yet and no gain). Only values below 1.2e-38 change, smaller than any gradient that
     moves a weight. Scoped, because it is process state other code (numpy, hypothesis) relies on."""
     if device.type != "cpu" or not on("flush_denormals"):
         yield
@@ -67,7 +66,7 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
 
 def fused_adam(device: torch.device) -> bool:
     """Whether to use the single-kernel Adam (same update rule; CUDA and CPU have it): it saves
-    22 % of a CPU step of the MNIST MLP."""
+    29 % of a CPU step of the MNIST MLP."""
     return device.type in ("cuda", "cpu") and on("fused_adam")
 
 
@@ -84,7 +83,7 @@ def step_unless(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
 
 def non_finite_flag(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """1.0 (a float32 device scalar, no host read) when any value of ``tensors`` is NaN or inf, else
-    0.0. GradScaler's one-kernel check (with scale 1, so nothing is changed) saves 26 % of
+    0.0. GradScaler's one-kernel check (with scale 1, so nothing is changed) saves 24 % of
     a CPU step of the MNIST MLP over one isfinite per tensor."""
     device = tensors[0].device
     if _amp_check is not None and on("finite_check"):
@@ -96,7 +95,7 @@ def non_finite_flag(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def channels_last_pays(convolutional: bool, device: torch.device) -> bool:
     """Convolutions on CUDA run faster channels-last (cuDNN's NHWC kernels, and bf16 tensor cores
-    want them); on CPU they do not. GPU only: not measurable on the CPU benchmark."""
+    want them); on CPU they do not. CUDA only, not yet measured."""
     return convolutional and device.type == "cuda" and on("channels_last")
 
 
