@@ -94,7 +94,7 @@ def compare(
     seeds = seeds or [0]
     per_seed = []
     for seed in seeds:
-        # fp32 for every model: bf16 autocast would apply to the plain VAE only (training/performance.py)
+        # fp32 for every model: bf16 autocast would apply to the plain VAE only (training/policy.py)
         settings = {"train.epochs": epochs, "train.progress": progress, "train.threads": threads,
                     "train.precision": "fp32", "train.seed": seed}
         with tempfile.TemporaryDirectory() as tmp:

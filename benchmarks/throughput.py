@@ -273,6 +273,9 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.cpu_time:  # every timer of this worker (its own, vaekit's, pythae's) reads CPU time
         time.perf_counter = time.process_time
+    from vaekit.training import speed
+
+    speed.OFF.update(args.speed_off)
     elbo = args.elbo_epochs > 0
     epochs = args.elbo_epochs if elbo else 2
     system, model = args.worker, args.model
@@ -286,12 +289,15 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def call_worker(system: str, model: str, steps: int, threads: int, elbo_epochs: int = 0,
-                cpu_time: bool = False, settings: tuple[str, ...] = ()) -> dict[str, Any]:
+                cpu_time: bool = False, settings: tuple[str, ...] = (),
+                speed_off: tuple[str, ...] = ()) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", system, "--model", model, "--steps", str(steps),
            "--elbo-epochs", str(elbo_epochs), "--threads", str(threads)]
     cmd += ["--cpu-time"] if cpu_time else []
     for kv in settings:
         cmd += ["--vaekit-set", kv]
+    for name in speed_off:
+        cmd += ["--speed-off", name]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                          os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -315,20 +321,23 @@ def pythae_status() -> str | None:
 
 def throughput_rounds(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]:
     from vaekit.config import make_config
-    from vaekit.training.performance import pick_precision
+    from vaekit.models import build_model
+    from vaekit.schema import DataSchema
+    from vaekit.training.policy import pick_precision
 
     device = DEVICE
     out: dict[str, Any] = {}
     for model in args.models:
-        cfg = make_config(preset=MODELS[model]).model
-        dtype = pick_precision("auto", device, cfg, convolutional=model == "conv") or torch.float32
+        schema = DataSchema.for_shape((1, 28, 28), 256)
+        built = build_model(make_config(preset=MODELS[model]).model, schema)
+        dtype = pick_precision("auto", device, built) or torch.float32
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
         peaks = []
         for r in range(args.reps):
             order = systems[r % len(systems):] + systems[: r % len(systems)]
             for system in order:
                 res = call_worker(system, model, args.steps, args.threads, cpu_time=args.cpu_time,
-                                  settings=args.vaekit_set)
+                                  settings=args.vaekit_set, speed_off=args.speed_off)
                 runs[system].append(res)
                 ips = BATCH * args.steps / res["epoch_seconds"][-1] if "error" not in res else float("nan")
                 print(f"  round {r + 1}/{args.reps} {model:>4} {system:>16}: {ips:8.0f} img/s "
@@ -370,7 +379,8 @@ def elbo_check(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]:
     """Every system trains the MLP on all of MNIST for the same epochs; test ELBOs must agree."""
     res: dict[str, Any] = {"epochs": args.elbo_epochs, "model": "mlp"}
     for system in systems:
-        r = call_worker(system, "mlp", 0, args.threads, args.elbo_epochs, settings=args.vaekit_set)
+        r = call_worker(system, "mlp", 0, args.threads, args.elbo_epochs, settings=args.vaekit_set,
+                        speed_off=args.speed_off)
         res[system] = r.get("test_elbo", r.get("error"))
         print(f"  {system:>16}: test ELBO {res[system]}", flush=True)
     ok = [s for s in systems if s != "pythae" and isinstance(res[s], float)]
@@ -399,6 +409,8 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    from vaekit.training.speed import TRICKS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per round (and warm-up steps)")
     ap.add_argument("--reps", type=int, default=5, help="rounds; medians are reported")
@@ -415,6 +427,9 @@ def main() -> None:
                          "the work itself, robust when other jobs share the CPU")
     ap.add_argument("--vaekit-set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for the vaekit systems, e.g. train.precision=fp32 (repeatable)")
+    ap.add_argument("--speed-off", action="append", default=[], metavar="TRICK", choices=TRICKS,
+                    help="switch one of vaekit's speed tricks off (training/speed.py) to measure its gain "
+                         f"(repeatable): {', '.join(TRICKS)}")
     ap.add_argument("--out", default="throughput", help="result name under benchmarks/results/")
     ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
@@ -437,7 +452,7 @@ def main() -> None:
                 "(pythae: one fixed binarization)",
         "steps_per_round": args.steps, "rounds": args.reps, "machine_shared": args.shared_machine,
         "clock": "process CPU time (--cpu-time)" if args.cpu_time else "wall time",
-        "threads": torch.get_num_threads(), "vaekit_settings": args.vaekit_set,
+        "threads": torch.get_num_threads(), "vaekit_settings": args.vaekit_set, "speed_off": args.speed_off,
         "pythae": skipped or "0.1.2", "results": results, "elbo_check": elbo,
     })
 

@@ -1,6 +1,6 @@
-"""The speed policy: which precision / compilation / kernels a run gets, and that none of them
-changes what is computed (bf16 keeps the densities in fp32, the fused optimizer is Adam, the fast
-Bernoulli draw is Bernoulli)."""
+"""The policy (which precision / compilation a run gets) and the speed tricks (which kernels): bf16
+keeps the densities in fp32, the fused optimizer is Adam, the fast Bernoulli draw is Bernoulli, and
+every private torch API's public fallback gives the same numbers."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from vaekit.data.transforms import bernoulli_from_thresholds, bernoulli_threshol
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.schema import DataSchema
-from vaekit.training import performance as perf
-from vaekit.training.performance import Forward, Policy
+from vaekit.training import policy as perf
+from vaekit.training import speed
+from vaekit.training.policy import Forward, Policy
 from vaekit.training.trainer import Trainer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
@@ -28,24 +29,42 @@ def model_cfg(**kw):
     return make_config(overrides={f"model.{k}": v for k, v in kw.items()}).model
 
 
+def built(**kw):
+    torch.manual_seed(0)
+    return build_model(model_cfg(**kw), DataSchema.for_shape((1, 8, 8), 17, None))
+
+
 def test_precision_choice(monkeypatch):
-    vae, hier = model_cfg(), model_cfg(name="hierarchical", latent_dims=[4, 4])
-    assert perf.pick_precision("fp32", CPU, vae, False) is None
-    assert perf.pick_precision("bf16", CPU, vae, False) is torch.bfloat16
+    """The policy asks the built model (its ``bf16_safe``), not its config's names."""
+    vae, conv = built(), built(net="conv")
+    hier = built(name="hierarchical", latent_dims=[4, 4], net="mlp", width=32)
+    iaf = built(posterior="iaf")
+    assert vae.bf16_safe and conv.bf16_safe and not hier.bf16_safe and not iaf.bf16_safe
+    assert perf.pick_precision("fp32", CPU, vae) is None
+    assert perf.pick_precision("bf16", CPU, vae) is torch.bfloat16
     monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: False)
-    assert perf.pick_precision("auto", CPU, vae, False) is None
+    assert perf.pick_precision("auto", CPU, vae) is None
     monkeypatch.setattr(perf, "cpu_has_fast_bf16", lambda: True)
-    assert perf.pick_precision("auto", CPU, vae, False) is torch.bfloat16
+    assert perf.pick_precision("auto", CPU, vae) is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert perf.pick_precision("auto", CUDA, vae, convolutional=True) is torch.bfloat16
-    assert perf.pick_precision("auto", CUDA, vae, convolutional=False) is None  # MLP: slower in bf16
+    assert perf.pick_precision("auto", CUDA, conv) is torch.bfloat16
+    assert perf.pick_precision("auto", CUDA, vae) is None  # MLP: slower in bf16
     # densities computed inside networks (flows, hierarchical layers) stay fp32
-    assert perf.pick_precision("auto", CPU, hier, False) is None
-    assert perf.pick_precision("auto", CPU, model_cfg(posterior="iaf"), False) is None
+    assert perf.pick_precision("auto", CPU, hier) is None
+    assert perf.pick_precision("auto", CPU, iaf) is None
     with pytest.raises(ConfigError, match="train.precision=fp32"):
-        perf.pick_precision("bf16", CPU, hier, False)
+        perf.pick_precision("bf16", CPU, hier)
     with pytest.raises(ConfigError, match="auto, fp32, bf16"):
-        perf.pick_precision("fp16", CPU, vae, False)
+        perf.pick_precision("fp16", CPU, vae)
+
+
+def test_bf16_probe_fallback_agrees_with_torchs_private_probe(monkeypatch):
+    """/proc/cpuinfo (the fallback) gives the answer torch._C._cpu._init_amx gives."""
+    if perf._init_amx is None:
+        pytest.skip("this torch has no private AMX probe")
+    private = perf.cpu_has_fast_bf16.__wrapped__()
+    monkeypatch.setattr(perf, "_init_amx", None)
+    assert perf.cpu_has_fast_bf16.__wrapped__() is private
 
 
 def test_compile_choice(monkeypatch):
@@ -71,10 +90,10 @@ def test_policy_for_gpu_and_cpu():
     train = make_config(overrides={"train.precision": "fp32", "train.compile": "off"}).train
     conv_cfg = model_cfg(net="conv")
     conv = build_model(conv_cfg, DataSchema.for_shape((3, 16, 16), 256, None))
-    gpu = perf.make_policy(train, conv_cfg, CUDA, 100, conv)
+    gpu = perf.make_policy(train, CUDA, 100, conv)
     assert gpu.channels_last and gpu.fused_optimizer and not gpu.compile
-    assert not perf.make_policy(train, conv_cfg, CUDA, 100, _digits_model()).channels_last  # an MLP
-    cpu = perf.make_policy(train, conv_cfg, CPU, 100, conv)
+    assert not perf.make_policy(train, CUDA, 100, _digits_model()).channels_last  # an MLP
+    cpu = perf.make_policy(train, CPU, 100, conv)
     assert not cpu.channels_last and cpu.fused_optimizer
     assert "channels-last" in gpu.describe() and "fp32" in cpu.describe()
     x = torch.rand(2, 3, 4, 4)
@@ -123,6 +142,58 @@ def test_fused_adam_is_adam():
             opt.step()
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def _grads_and_step(model, opt, x, poison: bool):
+    torch.manual_seed(2)
+    loss = -model(x).elbo.mean()
+    opt.zero_grad()
+    loss.backward()
+    if poison:
+        next(model.parameters()).grad[0, 0] = float("nan")
+    flag = speed.non_finite_flag([p.grad for p in model.parameters()])
+    speed.step_unless(opt, flag)
+    return flag
+
+
+def test_fused_step_skips_on_the_device_flag_as_the_host_check_does():
+    """The fused kernel's ``found_inf`` (a private protocol) skips exactly the steps the public path
+    (the host reads the flag) skips, and otherwise takes the same Adam step."""
+    a, b = _digits_model(), _digits_model()
+    x = torch.bernoulli(torch.full((64, 1, 8, 8), 0.3))
+    opts = [torch.optim.Adam(a.parameters(), lr=1e-2, fused=True), torch.optim.Adam(b.parameters(), lr=1e-2)]
+    for poison in (False, True, False, True, False):
+        before = [p.detach().clone() for p in a.parameters()]
+        flags = [_grads_and_step(m, o, x, poison) for m, o in zip((a, b), opts, strict=True)]
+        assert [f.item() for f in flags] == [float(poison)] * 2
+        if poison:
+            assert all(torch.equal(p, q) for p, q in zip(a.parameters(), before, strict=True))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_check_fallback_gives_the_same_flags(monkeypatch):
+    """GradScaler's private one-kernel check and the public per-tensor isfinite agree."""
+    cases = [[torch.randn(3, 4), torch.randn(5)], [torch.randn(3), torch.tensor([1.0, float("inf")])],
+             [torch.tensor([float("nan")]), torch.randn(2, 2)], [torch.tensor(-float("inf"))]]
+    private = [speed.non_finite_flag(c) for c in cases]
+    assert speed._amp_check is not None and [f.item() for f in private] == [0.0, 1.0, 1.0, 1.0]
+    monkeypatch.setattr(speed, "_amp_check", None)
+    public = [speed.non_finite_flag(c) for c in cases]
+    for f, g in zip(private, public, strict=True):
+        assert f.dtype == g.dtype == torch.float32 and f.shape == g.shape == () and torch.equal(f, g)
+
+
+def test_tricks_switched_off_train_the_same_model(tmp_path, monkeypatch):
+    """A benchmark switches tricks off (``speed.OFF``) to measure them; the run computes the same."""
+    on = vaekit.train(tmp_path / "on", preset="digits-mlp", **QUICK | {"train.precision": "fp32"})
+    monkeypatch.setattr(speed, "OFF", set(speed.TRICKS))
+    off = vaekit.train(tmp_path / "off", preset="digits-mlp", **QUICK | {"train.precision": "fp32"})
+    fused = [json.loads((tmp_path / r / "policy.json").read_text())["sessions"][0]["fused_optimizer"]
+             for r in ("on", "off")]
+    assert fused == [True, False]
+    for pa, pb in zip(on.parameters(), off.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
 
 
 def test_bernoulli_thresholds_are_exact_for_8_bit_data():
@@ -235,17 +306,6 @@ def test_streaming_refuses_what_it_cannot_stream(tmp_path):
         open_folder_stream(cfg)
 
 
-def test_cpu_memory_reuse_switch_is_harmless():
-    import platform
-    import sys
-
-    applied = perf.keep_freed_memory()
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert applied
-    assert perf.keep_freed_memory() is applied  # done once per process
-    torch.ones(64 << 20, dtype=torch.uint8).sum()  # large allocations still work
-
-
 def test_cpu_training_flushes_denormals_and_restores_the_setting(tmp_path, monkeypatch):
     """IWAE gradients are mostly denormal floats, which x86 computes with very slowly: training on CPU
     flushes them to zero, and afterwards the process's setting is what it was."""
@@ -253,10 +313,11 @@ def test_cpu_training_flushes_denormals_and_restores_the_setting(tmp_path, monke
         pytest.skip("this CPU cannot flush denormals")
     seen = []
     real_fit = Trainer._fit
-    monkeypatch.setattr(Trainer, "_fit", lambda self: seen.append(perf.denormals_flushed()) or real_fit(self))
-    assert not perf.denormals_flushed()
+    monkeypatch.setattr(Trainer, "_fit",
+                        lambda self: seen.append(speed.denormals_flushed()) or real_fit(self))
+    assert not speed.denormals_flushed()
     vaekit.train(tmp_path / "run", preset="digits-mlp", **QUICK)
-    assert seen == [True] and not perf.denormals_flushed()
-    with perf.flush_denormals(torch.device("cpu")):
+    assert seen == [True] and not speed.denormals_flushed()
+    with speed.flush_denormals(torch.device("cpu")):
         assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
     assert (torch.tensor([1e-39]) * 1.0).item() != 0.0

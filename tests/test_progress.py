@@ -13,7 +13,7 @@ import torch
 import vaekit
 from vaekit.cli import main
 from vaekit.progress import LineProgress, NoProgress, reporter
-from vaekit.training.performance import compile_reason
+from vaekit.training.policy import compile_reason
 
 QUICK = {"train.epochs": 1, "model.net.hidden": [32], "train.threads": 1}
 LINE = re.compile(r"^(?P<desc>.+): (?P<done>\S+)/(?P<total>\S+) (?P<unit>\w+)s \((?P<pct>\d+)%\), ")

@@ -43,7 +43,7 @@ from vaekit.config import PartConfig, part, require, require_sizes
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE, label_classes
 from vaekit.nets import build_nets
-from vaekit.nets.mlp import ACTIVATIONS, Dense, mlp
+from vaekit.nets.mlp import ACTIVATIONS, linear_layers, mlp
 from vaekit.parts.distributions import DiagonalGaussian, log_prob_repeated
 from vaekit.parts.likelihoods import Likelihood, build_likelihood
 from vaekit.parts.output import Output
@@ -358,6 +358,8 @@ class HierarchicalVAE(VAE):
             layer.init_heads()
         return model
 
+    bf16_safe = False  # the layers' log-densities are computed inside the top-down networks
+
     def __init__(
         self,
         bottom_up: BottomUp,
@@ -420,14 +422,11 @@ class HierarchicalVAE(VAE):
 
 def he_init(model: nn.Module, activation: str) -> None:
     """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
-    zero biases for every linear layer of ``model``: nn.Linear ([out, in] weights) and the MLP nets'
-    Dense ([in, out] weights, so its fan-in is the first dimension)."""
+    zero biases for every linear layer of ``model`` (fan-in read as each layer stores its weight)."""
     nonlinearity = "tanh" if activation == "tanh" else "relu"
-    for layer in model.modules():
-        if isinstance(layer, nn.Linear | Dense):
-            mode = "fan_out" if isinstance(layer, Dense) else "fan_in"
-            nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
-            nn.init.zeros_(layer.bias)
+    for layer, mode in linear_layers(model):
+        nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
+        nn.init.zeros_(layer.bias)
 
 
 __all__ = [

@@ -91,6 +91,13 @@ class VAE(nn.Module):
         self.num_classes = num_classes
         prior.bind(self._pseudo_posterior)
 
+    @property
+    def bf16_safe(self) -> bool:
+        """Whether bf16 autocast of the networks leaves every density in fp32: true when the posterior
+        part declares it (its log-density is computed outside the networks; flows compute theirs
+        inside)."""
+        return bool(getattr(self.posterior, "bf16_safe", False))
+
     def _pseudo_posterior(self, u: torch.Tensor) -> Distribution:
         """The diagonal-Gaussian part of q(z|u) for unlabelled inputs u (the VampPrior's components)."""
         return self.posterior.gaussian(self.encoder(u, None))

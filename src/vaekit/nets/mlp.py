@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -13,9 +14,13 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "tanh": nn.Tanh,
 class Dense(nn.Module):
     """y = x W + b with W stored [in, out] (nn.Linear stores W^T), initialized as nn.Linear is.
 
-    The layout is for mixed precision: under autocast the weight gradient x^T g comes out [in, out],
-    so casting it back to the fp32 weight is a contiguous copy; nn.Linear's gradient arrives transposed
-    and its strided bf16 -> fp32 copy costs more than the matmuls of a CPU step of the MNIST MLP."""
+    The layout was a speed trick (under bf16 autocast the weight gradient x^T g comes out [in, out],
+    so casting it back to the fp32 weight is a contiguous copy, where nn.Linear's arrives transposed).
+    Re-measured at 2.6 % of a CPU step of the MNIST MLP (benchmarks/results/speed-tricks.json), below
+    the 5 % bar for tricks; it stays only because it is the saved files' layout (``net.i.weight`` is
+    [in, out], and old runs load only into it). Dropping it takes a checkpoint-format migration that
+    transposes these weights and their Adam moments in older files. ``linear_layers`` hides the
+    layout from init code."""
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -28,6 +33,15 @@ class Dense(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[0]}, out_features={self.weight.shape[1]}"
+
+
+def linear_layers(module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
+    """Every nn.Linear and Dense layer of ``module``, each with the ``nn.init.kaiming_*`` mode that
+    reads its fan-in from its weight ("fan_in" for nn.Linear's [out, in], "fan_out" for Dense's
+    [in, out])."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | Dense):
+            yield layer, "fan_out" if isinstance(layer, Dense) else "fan_in"
 
 
 def mlp(sizes: list[int], activation: str = "relu", linear: type[nn.Module] = nn.Linear) -> nn.Sequential:

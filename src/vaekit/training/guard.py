@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from vaekit.errors import DivergenceError
+from vaekit.training.speed import non_finite_flag
 
 
 def params_finite(model: torch.nn.Module) -> bool:
@@ -40,7 +41,6 @@ class DivergenceGuard:
         self.lr_backoff = lr_backoff
         self.flags: list[torch.Tensor] = []  # one device scalar per step since the last poll
         self.bad_run = 0  # bad steps in a row up to the last poll (0: the last step read was good)
-        self._one: torch.Tensor | None = None
 
     def check(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
         """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
@@ -50,14 +50,10 @@ class DivergenceGuard:
             bad = (~torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))).float()
             if self.check_loss:
                 bad = torch.maximum(bad, (~torch.isfinite(loss)).float())
-        else:  # GradScaler's one-kernel check (scale 1, so nothing changes): 1 if any value is not finite
-            bad = torch.zeros((), device=loss.device)  # float32, as the kernel wants
-            if self._one is None or self._one.device != loss.device:
-                self._one = torch.ones((), device=loss.device)
+        else:
             grads = [p.grad for p in params]
             checked = [*grads, loss.detach().float()] if self.check_loss else grads
-            if checked:
-                torch._amp_foreach_non_finite_check_and_unscale_(checked, bad, self._one)
+            bad = non_finite_flag(checked) if checked else torch.zeros((), device=loss.device)
         self.flags.append(bad)
         return bad
 

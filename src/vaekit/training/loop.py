@@ -29,8 +29,9 @@ from vaekit.training import distributed
 from vaekit.training.epoch_sums import EpochSums
 from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
-from vaekit.training.performance import flush_denormals, prepare_batch
+from vaekit.training.policy import prepare_batch
 from vaekit.training.session import Session
+from vaekit.training.speed import flush_denormals, step_unless
 from vaekit.training.state import TrainState
 
 
@@ -152,13 +153,8 @@ class TrainingLoop:
         return self.objective(self.forward(xb, yb, self.objective.samples), self.state.step)
 
     def _update(self, bad: torch.Tensor) -> None:
-        """The optimizer step, skipped when ``bad`` (a device flag) is 1: the fused kernel reads the
-        flag itself (as under a GradScaler); other optimizers need the host to read it."""
-        if self.policy.fused_optimizer:
-            self.opt.found_inf = bad
-            self.opt.step()
-        elif not bool(bad):
-            self.opt.step()
+        """The optimizer step, skipped when ``bad`` (a device flag) is 1."""
+        step_unless(self.opt, bad)
 
     def _poll_guard(self) -> bool:
         """Read the guard's counters into the state; True when it is time to roll back."""

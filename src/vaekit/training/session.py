@@ -27,14 +27,8 @@ from vaekit.training import distributed
 from vaekit.training.distributed import World
 from vaekit.training.guard import DivergenceGuard
 from vaekit.training.interrupt import DeferredInterrupt
-from vaekit.training.performance import (
-    Forward,
-    Policy,
-    build_optimizer,
-    make_policy,
-    prepare_model,
-    tune_backends,
-)
+from vaekit.training.policy import Forward, Policy, build_optimizer, make_policy, prepare_model
+from vaekit.training.speed import tune_backends
 
 VAEKIT_FILES = (
     rd.CONFIG, rd.MODEL, rd.CHECKPOINT, rd.METRICS, rd.REPORT, rd.POLICY,
@@ -195,7 +189,7 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
     model = build_model(cfg.model, data.schema).to(device)
     objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch)
-    policy = make_policy(cfg.train, cfg.model, device, cfg.train.epochs * steps_per_epoch, model)
+    policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model)
     prepare_model(model, policy)
     distributed.seed_rank(cfg.train.seed, world)  # after the (identical) initial weights
     on = lambda y: None if y is None else y.to(device)  # noqa: E731

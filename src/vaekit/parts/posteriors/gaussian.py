@@ -17,6 +17,7 @@ class GaussianPosterior(nn.Module):
 
     Config = PartConfig
     analytic_kl = True
+    bf16_safe = True  # its log-density is computed from the network's output, outside the network
 
     @classmethod
     def build(cls, cfg: PartConfig, schema: DataSchema, latent_dim: int) -> GaussianPosterior:

@@ -1,15 +1,16 @@
-"""The device / precision / compile policy of training, decided in this one place.
+"""What training runs with: device, precision and compilation, decided in this one place.
 
-``make_policy`` reads ``train.precision`` and ``train.compile`` and the hardware once; the trainer
-only applies the result: bf16 autocast around the forward pass (network outputs cast back to fp32
-so the likelihood, the KL and every sum over pixels, latents or samples run in fp32), torch.compile
-of the model, channels-last convolutions and the fused Adam kernel.
+``make_policy`` reads ``train.precision`` and ``train.compile``, the hardware and the built model
+once; the trainer only applies the result: bf16 autocast around the forward pass (network outputs
+cast back to fp32 so the likelihood, the KL and every sum over pixels, latents or samples run in
+fp32) and torch.compile of the model. These choices change the numbers a run computes (bf16
+rounding, compiled kernels); the tricks that only compute the same numbers faster (fused Adam,
+channels-last, allocator and denormal settings) are in ``vaekit.training.speed``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import sys
@@ -23,8 +24,9 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_map
 
-from vaekit.config import PartConfig, TrainConfig
+from vaekit.config import TrainConfig
 from vaekit.errors import ConfigError
+from vaekit.training import speed
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
@@ -32,12 +34,15 @@ SWITCHES = ("auto", "on", "off")
 # for the MNIST MLP: ~50k steps).
 CPU_COMPILE_MIN_STEPS = 50_000
 
+# torch's private probe (it also asks Linux for permission to use the AMX tiles); None where this
+# torch has none, and then /proc/cpuinfo answers
+_init_amx: Callable[[], bool] | None = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
+
 
 @cache
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16)."""
-    init_amx = getattr(torch._C._cpu, "_init_amx", None)
-    if init_amx is not None and init_amx():
+    if _init_amx is not None and _init_amx():
         return True
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -46,35 +51,39 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def bf16_allowed(model: PartConfig) -> bool:
-    """bf16 is used only where the fp32 boundary is known: the composed VAE with the Gaussian
-    posterior (flows and hierarchical layers compute log-densities inside their networks)."""
-    return model.name == "vae" and model.posterior.name == "gaussian"
+def bf16_safe(model: nn.Module) -> bool:
+    """Whether the built model declares that bf16 autocast leaves its densities in fp32 (its
+    ``bf16_safe``): the composed VAE with the Gaussian posterior does; flows and hierarchical layers
+    compute log-densities inside their networks and do not."""
+    return bool(getattr(model, "bf16_safe", False))
 
 
-def pick_precision(
-    name: str, device: torch.device, model: PartConfig, convolutional: bool
-) -> torch.dtype | None:
-    """The autocast dtype for ``train.precision`` (None = plain fp32); ``convolutional``: the built
-    model has conv layers."""
+def convolutional(model: nn.Module) -> bool:
+    """Whether the model has convolution layers."""
+    return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+
+
+def pick_precision(name: str, device: torch.device, model: nn.Module) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` (None = plain fp32) for the built ``model``."""
     if name not in PRECISIONS:
         raise ConfigError(f"unknown train.precision {name!r}", f"use one of: {', '.join(PRECISIONS)}")
     if name == "fp32":
         return None
     if name == "bf16":
-        if not bf16_allowed(model):
+        if not bf16_safe(model):
             raise ConfigError(
-                f"train.precision=bf16 is supported for model.name=vae with the gaussian posterior, "
-                f"not this {model.name} model (flows and hierarchical layers compute log-densities "
-                "inside the networks)",
+                f"train.precision=bf16 is supported for models that keep their densities outside the "
+                f"networks (the vae with the gaussian posterior), not this {type(model).__name__} "
+                f"(posterior {type(getattr(model, 'posterior', None)).__name__}: its log-densities "
+                "are computed inside the networks)",
                 "use train.precision=fp32 (or auto)",
             )
         return torch.bfloat16
-    if not bf16_allowed(model):
+    if not bf16_safe(model):
         return None
     if device.type == "cuda":  # MLPs: fp32 (on an H200 bf16 autocast made mnist-mlp 17% slower: casts
         # cost more than the small matmuls gain; benchmarks/results/throughput-gpu*.json)
-        return torch.bfloat16 if convolutional and torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if convolutional(model) and torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     return None
@@ -105,11 +114,6 @@ def pick_compile(name: bool | str, device: torch.device, total_steps: int) -> bo
     if device.type == "cuda":
         return True
     return device.type == "cpu" and total_steps >= CPU_COMPILE_MIN_STEPS and compiler_available(device)
-
-
-def fused_adam_supported(device: torch.device) -> bool:
-    """The single-kernel Adam exists for CUDA and CPU parameters."""
-    return device.type in ("cuda", "cpu")
 
 
 @dataclass(frozen=True)
@@ -175,18 +179,16 @@ def compile_reason(name: bool | str, device: torch.device, total_steps: int, com
     return f"train.compile=auto: a CPU run of {total_steps:,} steps (>= {CPU_COMPILE_MIN_STEPS:,})"
 
 
-def make_policy(
-    train: TrainConfig, model_cfg: PartConfig, device: torch.device, total_steps: int, model: nn.Module
-) -> Policy:
-    """Decide precision, compilation, memory format and optimizer kernel for this run."""
-    convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+def make_policy(train: TrainConfig, device: torch.device, total_steps: int, model: nn.Module) -> Policy:
+    """Decide precision and compilation for this run, and which speed tricks it takes (memory
+    format, optimizer kernel)."""
     compiled = pick_compile(train.compile, device, total_steps)
     return Policy(
         device=device,
-        amp_dtype=pick_precision(train.precision, device, model_cfg, convolutional),
+        amp_dtype=pick_precision(train.precision, device, model),
         compile=compiled,
-        channels_last=convolutional and device.type == "cuda",
-        fused_optimizer=fused_adam_supported(device),
+        channels_last=speed.channels_last_pays(convolutional(model), device),
+        fused_optimizer=speed.fused_adam(device),
         compile_reason=compile_reason(train.compile, device, total_steps, compiled),
     )
 
@@ -194,7 +196,7 @@ def make_policy(
 def build_optimizer(
     params: Iterator[nn.Parameter], lr: float, weight_decay: float, policy: Policy
 ) -> torch.optim.Adam:
-    """Adam; the fused single-kernel version where the device has one (same update rule)."""
+    """Adam; the fused single-kernel version when the policy takes it (same update rule)."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=policy.fused_optimizer or None)
 
 
@@ -247,65 +249,17 @@ def _is_compile_error(e: Exception) -> bool:
 def prepare_model(model: nn.Module, policy: Policy) -> nn.Module:
     """Put the model in the policy's memory format and precision boundary (in place)."""
     if policy.channels_last:
-        model.to(memory_format=torch.channels_last)
+        speed.channels_last_model(model)
     if policy.amp_dtype is not None:
         fp32_heads(model)
     return model
 
 
+
+
 def prepare_batch(x: torch.Tensor, policy: Policy) -> torch.Tensor:
     """A batch in the policy's memory format."""
-    if policy.channels_last and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def tune_backends(device: torch.device) -> None:
-    """Switches that only make the same computation faster."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if device.type == "cpu":
-        keep_freed_memory()
-
-
-def denormals_flushed() -> bool:
-    """Whether this thread's float arithmetic flushes denormals to zero (FTZ/DAZ), by trying it."""
-    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
-
-
-@contextlib.contextmanager
-def flush_denormals(device: torch.device) -> Iterator[None]:
-    """Flush denormal floats (below 1.2e-38 in fp32) to zero on CPU while training, then restore.
-
-    The IWAE objective's normalized importance weights make most gradient rows that small, and x86
-    arithmetic on denormals is so slow that a k = 50 step took 8x longer (1.5 s vs 0.19 s for the
-    two-layer MNIST model on one thread). The values flushed are below any gradient that moves a
-    weight. Scoped, because it is process state other code (numpy, hypothesis) relies on."""
-    if device.type != "cpu":
-        yield
-        return
-    was = denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was)
-
-
-@cache
-def keep_freed_memory() -> bool:
-    """glibc only: serve blocks below 64 MB from the heap and return free heap to the system only
-    beyond 256 MB. Every step allocates the same large temporaries (weight gradients, bf16 weight
-    copies); reusing their pages instead of faulting fresh ones in is ~6-10% of a CPU step of the
-    MNIST MLP. True when applied."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+    return speed.channels_last_batch(x) if policy.channels_last else x
 
 
 __all__ = [
@@ -313,9 +267,8 @@ __all__ = [
     "Policy",
     "build_optimizer",
     "cpu_has_fast_bf16",
-    "denormals_flushed",
-    "flush_denormals",
     "make_policy",
+    "pick_precision",
     "prepare_batch",
     "prepare_model",
 ]
