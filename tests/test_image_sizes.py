@@ -116,3 +116,17 @@ def test_hierarchical_preset_on_an_image_folder(tmp_path, side, mode, extra):
     positions = (side // 4) ** 2  # the decoder's first map after two stride-2 stages
     assert model.latent_dims == [4, 2 * positions]
     assert f"2 latent maps ({2 * positions} units)" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("shape", [(1, 45, 37), (3, 30, 30)], ids=["45x37", "30x30-rgb"])
+def test_latent_maps_sit_on_the_true_first_map_of_odd_sizes(shape):
+    cfg = make_config(overrides={"model.name": "hierarchical", "model.latent_dims": [3],
+                                 "model.latent_channels": [2], "model.width": 16,
+                                 "model.net.channels": [4, 8], "model.net.width": 16})
+    model = build_model(cfg.model, DataSchema.for_shape(shape, 256, None))
+    h, w = feature_map_size(shape, [4, 8])
+    assert model.latent_dims == [3, 2 * h * w]
+    x = (torch.rand(4, *shape) > 0.5).float()
+    out = model(x, k=2)
+    assert out.log_px_z.shape == (2, 4) and torch.isfinite(out.kl).all()
+    assert model.decode(model.prior.sample(3)).mean.shape == (3, *shape)
