@@ -94,8 +94,8 @@ def test_bad_combinations_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="binarize"):
         Trainer(cfg, tmp_path / "run")
     cfg = make_config(preset="digits-mlp", overrides={"model.net": "conv"})
-    with pytest.raises(ConfigError, match="divide"):
-        build_model(cfg.model, DataSchema.for_shape((1, 10, 10), 256, None))
+    with pytest.raises(ConfigError, match="at least 4x4"):
+        build_model(cfg.model, DataSchema.for_shape((1, 3, 10), 256, None))
 
 
 def test_eval_view_static_binarization_is_fixed():

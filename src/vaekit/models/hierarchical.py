@@ -10,13 +10,14 @@ carries what has been sampled so far down the layers, and the decoder reads the 
 
 The posterior walks the prior's own path and is parameterized relative to it (NVAE's residual
 form), so per layer KL(q_l || p_l) = sum_i 0.5 (dmu_i^2 / sigma_i^2 + dsigma_i^2 - 1) - log dsigma_i,
-given the layers above. Bottom-up features: d_1 = backbone(x) (the ResNet for 28x28 / 32x32 images),
+given the layers above. Bottom-up features: d_1 = backbone(x) (by default the ResNet, any image size),
 d_{l+1} = d_l + f_l(d_l). A latent vector is z = [z_L, ..., z_1] (sampling order, as in
 ``model.latent_dims``); the top-down path is the model's prior p(z), so ``sample``, ``elbo`` and the
 importance-sampled ``log_likelihood`` are the plain VAE's.
 
 Below the vector layers, optional map layers (``model.latent_channels``; NVAE's spatial latents)
-hold c latent channels at every position of the decoder's first feature map: the state is expanded
+hold c latent channels at every position of the decoder's first feature map (its smallest, H x W
+floored by half per stride-2 stage: ``vaekit.nets.feature_map_size``): the state is expanded
 to that map, the same three maps become 3x3 convolutions, the posterior reads the bottom-up tower's
 last feature map, and the decoder's convolutional body reads the final state map.
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 from vaekit import registry
 from vaekit.config import PartConfig, require, require_sizes
 from vaekit.errors import ConfigError
-from vaekit.nets.conv import ConvDecoder, ConvEncoder
+from vaekit.nets.conv import ConvDecoder, ConvEncoder, check_image_size, stage_sizes
 from vaekit.nets.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
 from vaekit.nets.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.registry import register
@@ -76,7 +76,8 @@ class ConvConfig(PartConfig):
 
 @register("net", "conv")
 class ConvNet:
-    """Stride-2 convolutions down to a small map, a dense head; the decoder mirrors it."""
+    """Stride-2 convolutions down to a small map, a dense head; the decoder mirrors it back to exactly
+    the image's H x W, any size of at least 2^stages per side (``vaekit.nets.conv``)."""
 
     Config = ConvConfig
 
@@ -85,13 +86,7 @@ class ConvNet:
               head_shape: tuple[int, ...], cond_dim: int = 0) -> Pair:
         per_channel = _per_channel(schema, head_shape, "conv")
         shape = schema.event_shape
-        factor = 2 ** len(cfg.channels)
-        if shape[1] % factor or shape[2] % factor:
-            raise ConfigError(
-                f"the conv backbone needs images whose height and width divide by {factor}; "
-                f"the data has shape {tuple(shape)}",
-                "use model.net=mlp, or fewer model.net.channels, or resize the images",
-            )
+        check_image_size(shape, len(cfg.channels), "conv")
         enc = ConvEncoder(shape, encoder_out, cfg.channels, cfg.width, cfg.activation, cond_dim)
         dec = ConvDecoder(latent_dim, shape, per_channel, cfg.channels, cfg.width, cfg.activation, cond_dim)
         return enc, dec
@@ -118,6 +113,12 @@ class ResNet:
         return ResNetEncoder(shape, encoder_out, *args), ResNetDecoder(latent_dim, shape, per_channel, *args)
 
 
+def feature_map_size(event_shape: tuple[int, ...], channels: list[int]) -> tuple[int, int]:
+    """(H, W) of the smallest feature map of a conv or resnet backbone with these stage ``channels`` on
+    images [C, H, W]: the decoder's first map, where the hierarchical model's latent maps sit."""
+    return stage_sizes(*event_shape[1:], len(channels))[-1]
+
+
 def build_nets(cfg: PartConfig, schema: DataSchema, latent_dim: int, encoder_out: int,
                head_shape: tuple[int, ...], cond_dim: int = 0) -> Pair:
     """(encoder, decoder) of the net ``cfg.name`` names; refuses data shapes the backbone cannot take."""
@@ -128,5 +129,5 @@ def build_nets(cfg: PartConfig, schema: DataSchema, latent_dim: int, encoder_out
 
 __all__ = [
     "ConvDecoder", "ConvEncoder", "ConvNet", "MLPDecoder", "MLPEncoder", "MLPNet", "ResNet", "ResNetDecoder",
-    "ResNetEncoder", "build_nets",
+    "ResNetEncoder", "build_nets", "feature_map_size",
 ]

@@ -1,8 +1,10 @@
-"""Residual convolutional towers for 28x28 and 32x32 images (He et al. 2016), the backbone of the
+"""Residual convolutional towers for images of any size (He et al. 2016), the backbone of the
 hierarchical VAE as in the IAF paper and NVAE: stride-2 stages each followed by residual blocks.
 
 The encoder and decoder are the conv backbone's with their stages replaced, so the dense heads
-(and the condition vector handling) are shared with ``ConvEncoder`` / ``ConvDecoder``.
+(and the condition vector handling) are shared with ``ConvEncoder`` / ``ConvDecoder``, and so is the
+shape arithmetic: the residual blocks keep a map's size, the stride-2 stages floor odd sides and the
+decoder's transposed convs restore them with output padding (``vaekit.nets.conv``).
 """
 
 from __future__ import annotations
@@ -11,32 +13,8 @@ import torch
 import torch.nn as nn
 
 from vaekit.errors import ConfigError
-from vaekit.nets.conv import ConvDecoder, ConvEncoder
+from vaekit.nets.conv import ConvDecoder, ConvEncoder, check_image_size, up_stages, upsample
 from vaekit.nets.mlp import ACTIVATIONS
-
-SIDES = (28, 32)
-
-
-def fits_resnet(event_shape: tuple[int, ...]) -> bool:
-    """True for [C, 28, 28] and [C, 32, 32] images."""
-    return len(event_shape) == 3 and event_shape[1] == event_shape[2] and event_shape[1] in SIDES
-
-
-def check_resnet_shape(event_shape: tuple[int, ...], stages: int) -> None:
-    """Refuse anything but [C, 28, 28] or [C, 32, 32] images, and more stride-2 stages than fit."""
-    if not fits_resnet(event_shape):
-        raise ConfigError(
-            f"the resnet backbone takes 28x28 or 32x32 images; the data has shape {tuple(event_shape)}",
-            "use model.net=conv or model.net=mlp, or resize the images to 28x28 or 32x32",
-        )
-    side = event_shape[1]
-    most = 2 if side == 28 else 3
-    if not 1 <= stages <= most:
-        raise ConfigError(
-            f"the resnet backbone on {side}x{side} images takes 1 to {most} stride-2 stages; "
-            f"model.net.channels has {stages}",
-            f"give model.net.channels 1 to {most} entries, e.g. [32, 64]",
-        )
 
 
 class ResBlock(nn.Module):
@@ -75,7 +53,7 @@ class ResNetEncoder(ConvEncoder):
         cond_dim: int = 0,
         blocks: int = 1,
     ) -> None:
-        check_resnet_shape(event_shape, len(channels))
+        check_image_size(event_shape, len(channels), "resnet")
         super().__init__(event_shape, out_dim, channels, hidden, activation, cond_dim)
         layers: list[nn.Module] = []
         c = event_shape[0]
@@ -102,15 +80,13 @@ class ResNetDecoder(ConvDecoder):
         cond_dim: int = 0,
         blocks: int = 1,
     ) -> None:
-        check_resnet_shape(event_shape, len(channels))
+        check_image_size(event_shape, len(channels), "resnet")
         super().__init__(latent_dim, event_shape, params_per_dim, channels, hidden, activation, cond_dim)
-        rev = channels[::-1]
-        outs = [*rev[1:], event_shape[0] * params_per_dim]
         layers: list[nn.Module] = []
-        for a, b in zip(rev, outs, strict=True):
+        for a, b, size, target in up_stages(channels, event_shape[0] * params_per_dim, event_shape):
             layers += [*_blocks(a, blocks, activation), ACTIVATIONS[activation]()]
-            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            layers.append(upsample(a, b, size, target))
         self.body = nn.Sequential(*layers)
 
 
-__all__ = ["ResBlock", "ResNetDecoder", "ResNetEncoder", "check_resnet_shape", "fits_resnet"]
+__all__ = ["ResBlock", "ResNetDecoder", "ResNetEncoder"]

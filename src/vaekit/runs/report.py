@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.config import PartConfig, describe
+from vaekit.nets import feature_map_size
 from vaekit.runs import folder as rd
 from vaekit.runs.checkpoint import atomic_write_text
 from vaekit.runs.metrics import read_metrics, train_terms
@@ -62,7 +63,7 @@ def _layer_sizes(m: PartConfig, event_shape: tuple[int, ...]) -> list[str]:
     """What each stochastic layer of a hierarchical model holds, top layer first."""
     sizes = [f"{d} units" for d in getattr(m, "latent_dims", [])]
     if getattr(m, "latent_channels", []):
-        positions = math.prod(side >> len(m.net.channels) for side in event_shape[1:])
+        positions = math.prod(feature_map_size(event_shape, m.net.channels))
         sizes += [f"{c} latent maps ({c * positions} units)" for c in m.latent_channels]
     return sizes
 
