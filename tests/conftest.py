@@ -23,3 +23,12 @@ def mnist_npz() -> Path:
     if not MNIST_NPZ.is_file():
         pytest.skip(f"real MNIST not available at {MNIST_NPZ} (the shared data folder is absent)")
     return MNIST_NPZ
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one thread avoids OpenMP stalls when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

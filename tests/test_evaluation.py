@@ -31,13 +31,7 @@ def log_likelihood(model: nn.Module, x: torch.Tensor, **options) -> torch.Tensor
 SCALES = torch.tensor([2.0, 1.2, 0.7], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP stalls when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_vae(w_mu: torch.Tensor, b_mu: torch.Tensor, std: torch.Tensor, w_dec: torch.Tensor,

@@ -15,13 +15,7 @@ from vaekit.models import build_model
 from vaekit.models.importance import NOISE_BLOCK, block_seed, importance_sample, posterior_noise
 from vaekit.schema import DataSchema
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_block_seed_is_blake2b_of_the_three_numbers():
