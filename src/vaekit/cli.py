@@ -47,18 +47,15 @@ def _config_options(cls: type, prefix: str) -> list[tuple[str, str, Any]]:
             names = registry.names(kind)
             out.append((key + ".name", f"{helps.get(f.name, kind)}; choices: {' | '.join(names)}",
                         f.default_factory().name))
-            takers: dict[str, list[str]] = {}
-            options: dict[str, tuple[str, dict[str, Any]]] = {}
+            options: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (help, {part taking it: default})
             for name in names:
                 for sub, help_, value in _config_options(registry.lookup(kind, name).Config, key + "."):
-                    takers.setdefault(sub, []).append(name)
                     options.setdefault(sub, (help_, {}))[1][name] = value
-            for sub, (help_, values) in options.items():
+            for sub, (help_, defaults) in options.items():
                 direct = sub.count(".") == key.count(".") + 1
-                shown = set(map(repr, values.values()))
-                value = next(iter(values.values())) if len(shown) == 1 else "; ".join(
-                    f"{v} ({n})" for n, v in values.items())
-                out.append((sub, f"{help_} [{', '.join(takers[sub])}]" if direct else help_, value))
+                value = next(iter(defaults.values())) if len(set(map(repr, defaults.values()))) == 1 else \
+                    "; ".join(f"{v} ({n})" for n, v in defaults.items())
+                out.append((sub, f"{help_} [{', '.join(defaults)}]" if direct else help_, value))
         elif f.name == "name" and issubclass(cls, PartConfig):
             continue  # the section's own name: given above, with the choices
         elif dataclasses.is_dataclass(hints[f.name]):
@@ -407,14 +404,13 @@ def _run(ns: argparse.Namespace, rest: list[str]) -> int:
 def _plugin_modules(argv: list[str]) -> list[str]:
     """The modules ``--plugins a,b`` (or ``--plugins=[a, b]``) names: imported before the options are
     built, so the parts they register have their options and help like the built-in ones."""
-    from vaekit.config import parse_value
+    from vaekit.config import plugin_modules
 
     for i, arg in enumerate(argv):
         value = arg.split("=", 1)[1] if arg.startswith("--plugins=") else (
             argv[i + 1] if arg == "--plugins" and i + 1 < len(argv) else None)
         if value is not None:
-            parsed = parse_value(value)
-            return [str(m).strip() for m in (parsed if isinstance(parsed, list) else str(parsed).split(","))]
+            return plugin_modules(value)
     return []
 
 

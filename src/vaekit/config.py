@@ -158,8 +158,13 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
         if isinstance(d, dict) and isinstance(d.get("plugins"), list | str):
-            registry.load_plugins(_convert(d["plugins"], list[str], "plugins"))
+            registry.load_plugins(plugin_modules(d["plugins"]))
         return _build(cls, d, "")
+
+
+def plugin_modules(value: Any) -> list[str]:
+    """The module names a ``plugins`` value holds: a list, or a string 'a,b' / '[a, b]'."""
+    return _convert(value, list[str], "plugins")
 
 
 def describe(cfg: PartConfig) -> str:
@@ -294,8 +299,7 @@ def _not_an_option(cls: type, name: Any, key: str, prefix: str) -> ConfigError:
     """The part ``name`` has no option ``key``: say which options it has and which parts take ``key``."""
     section = prefix.rstrip(".")
     kind = part_sections().get(section)
-    takers = [n for n in registry.names(kind) if key in {f.name for f in
-                                                         dataclasses.fields(registry.lookup(kind, n).Config)}]
+    takers = [n for n in registry.names(kind) if key in _option_names(kind, n)]
     own = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
     fix = f"its options are: {', '.join(own)}" if own else "it takes no options"
     if takers:
@@ -436,21 +440,20 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         node[p] = node = child
         section = ".".join(parts[: i + 1])
         if section in sections and parts[i + 1:] == ["name"] and isinstance(value, str):
-            keep = {k.rsplit(".", k.count(".") - section.count(".") - 1)[0]
-                    for k in _options_of(sections[section], value, section)}  # its options and sections
-            for other in [n for n in node if n != "name" and f"{section}.{n}" not in keep]:
+            keep = _option_names(sections[section], value)
+            for other in [n for n in node if n != "name" and n not in keep]:
                 del node[other]
     node[parts[-1]] = value
 
 
-def _options_of(kind: str, name: Any, section: str) -> set[str]:
-    """The dotted keys the part ``name`` accepts under ``section`` (none when there is no such part:
-    the build then names the unknown part)."""
+def _option_names(kind: str, name: str) -> set[str]:
+    """The options (and sub-sections) the part ``name`` of ``kind`` has; none when there is no such
+    part (its build then names the unknown part)."""
     try:
         cls = registry.lookup(kind, name).Config
     except ConfigError:
         return set()
-    return set(all_keys(cls, section + "."))
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
