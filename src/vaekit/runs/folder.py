@@ -58,9 +58,8 @@ def migrate(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     description (name, event_shape, levels, num_classes, kind) beside it."""
     if doc["format_version"] == 1:
         info = doc["data"]
-        _check_v1_info(path, info)
-        shape = tuple(info["event_shape"])
-        schema = DataSchema(info["kind"], shape, info["levels"], True, info["num_classes"])
+        described = {key: info[key] for key in ("kind", "event_shape", "levels", "num_classes")}
+        schema = DataSchema.from_dict(described, str(path))  # it checks the sizes, as for format 2
         doc = {**doc, "format_version": 2, "config": migrate_v1(doc["config"], schema.event_shape),
                "data": {"name": info["name"], "schema": schema.to_dict()}}
     return doc
@@ -110,26 +109,6 @@ def read_config(run_dir: str | Path) -> tuple[Config, RunData]:
     except (ConfigError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path} does not describe a valid run: {e}", "retrain") from None
     return cfg, data
-
-
-def _check_v1_info(path: Path, info: dict[str, Any]) -> None:
-    """CheckpointError unless a format-1 data description is 1 to 3 positive integer sizes and optional
-    positive integer levels and class count (JSON gives 1e6 as a float)."""
-
-    def positive_int(v: object) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    shape = info["event_shape"]
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(map(positive_int, shape))):
-        raise CheckpointError(
-            f"{path} gives the data shape event_shape={shape!r}; it must be 1 to 3 positive integers",
-            "restore config.json from a backup or retrain",
-        )
-    for key in ("levels", "num_classes"):
-        value = info[key]
-        if value is not None and not positive_int(value):
-            raise CheckpointError(f"{path} gives data {key}={value!r}; it must be a positive integer or null",
-                                  "restore config.json from a backup or retrain")
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
