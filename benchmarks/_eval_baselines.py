@@ -7,6 +7,7 @@ a vaekit MLP VAE (Gaussian posterior, N(0, I) prior, Bernoulli likelihood) copie
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -14,23 +15,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Normal
 
-from vaekit.nets.mlp import Dense
-
 
 def plain_copy(net: nn.Sequential) -> nn.Sequential:
-    """The same network with vaekit's ``Dense`` layers (W stored [in, out]) as nn.Linear (W [out, in])."""
-    layers: list[nn.Module] = []
-    for layer in net:
-        if isinstance(layer, Dense):
-            n_in, n_out = layer.weight.shape
-            lin = nn.Linear(n_in, n_out)
-            with torch.no_grad():
-                lin.weight.copy_(layer.weight.t())
-                lin.bias.copy_(layer.bias)
-            layers.append(lin)
-        else:
-            layers.append(layer)
-    return nn.Sequential(*layers).eval()
+    """An independent copy of a vaekit net's layers (nn.Linear and activations) in eval mode."""
+    return copy.deepcopy(nn.Sequential(*net)).eval()
 
 
 def plain_nets(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:

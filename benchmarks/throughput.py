@@ -228,13 +228,11 @@ def peak_memory_mb(device: torch.device) -> float:
 def train_flops_per_image(model: str) -> float:
     """Multiply-adds of every Linear/Conv/ConvTranspose layer on one image, x2 for FLOPs, x3 for a
     training step (backward = gradient w.r.t. inputs + w.r.t. weights, each as costly as forward)."""
-    from vaekit.nets.mlp import Dense
-
     enc, dec = vaekit_nets(model)
     macs = []
 
     def count(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        if isinstance(m, nn.Linear | Dense):
+        if isinstance(m, nn.Linear):
             macs.append(m.weight.numel())
         elif isinstance(m, nn.Conv2d):
             macs.append(m.weight[0].numel() * out[0].numel())

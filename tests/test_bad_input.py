@@ -22,7 +22,7 @@ from vaekit.data.base import DataSet, Split
 from vaekit.errors import DataError
 from vaekit.models.sizes import FLOAT_BYTES, memory_bytes
 from vaekit.runs import folder as rd
-from vaekit.runs.checkpoint import save_tensors
+from vaekit.runs.checkpoint import FORMAT_VERSION, save_tensors
 
 QUICK = (
     "--train.epochs 1 --train.progress false --train.threads 1 --train.device cpu --model.net.hidden [8] "
@@ -278,7 +278,7 @@ def test_foreign_safetensors_files(run, capsys):
 def test_run_folder_from_an_incompatible_version(run, capsys):
     save_tensors(run / rd.MODEL, {"w": torch.ones(1)})
     data = bytearray((run / rd.MODEL).read_bytes())
-    at = data.index(b'"format_version":"1"') + len('"format_version":"')
+    at = data.index(f'"format_version":"{FORMAT_VERSION}"'.encode()) + len('"format_version":"')
     data[at : at + 1] = b"7"
     (run / rd.MODEL).write_bytes(bytes(data))
     refused(

@@ -45,9 +45,9 @@ def linear_vae(w_mu: torch.Tensor, b_mu: torch.Tensor, std: torch.Tensor, w_dec:
                 GaussianLikelihood((dx,), "fixed", sigma), (dx,)).double()
     raw = torch.log(torch.expm1(std - 1e-5))  # softplus^-1: DiagonalGaussian adds 1e-5
     with torch.no_grad():
-        enc.net[0].weight.copy_(torch.cat([w_mu, torch.zeros_like(w_mu)]).T)  # Dense: [in, out]
+        enc.net[0].weight.copy_(torch.cat([w_mu, torch.zeros_like(w_mu)]))  # nn.Linear: [out, in]
         enc.net[0].bias.copy_(torch.cat([b_mu, raw]))
-        dec.net[0].weight.copy_(w_dec.T)
+        dec.net[0].weight.copy_(w_dec)
         dec.net[0].bias.copy_(b_dec)
     return model.eval()
 

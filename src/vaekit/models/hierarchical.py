@@ -44,7 +44,7 @@ from vaekit.config import PartConfig, part, require, require_sizes
 from vaekit.errors import ConfigError
 from vaekit.models.vae import VAE, label_classes
 from vaekit.nets import build_nets
-from vaekit.nets.mlp import ACTIVATIONS, linear_layers, mlp
+from vaekit.nets.mlp import ACTIVATIONS, mlp
 from vaekit.parts.distributions import DiagonalGaussian, log_prob_repeated
 from vaekit.parts.likelihoods import Likelihood, build_likelihood
 from vaekit.parts.output import Output
@@ -423,11 +423,12 @@ class HierarchicalVAE(VAE):
 
 def he_init(model: nn.Module, activation: str) -> None:
     """Kaiming-normal weights (gain for the activation; tanh's own, ReLU's for the ReLU-like ones) and
-    zero biases for every linear layer of ``model`` (fan-in read as each layer stores its weight)."""
+    zero biases for every linear layer of ``model``."""
     nonlinearity = "tanh" if activation == "tanh" else "relu"
-    for layer, mode in linear_layers(model):
-        nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity=nonlinearity)
-        nn.init.zeros_(layer.bias)
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=nonlinearity)
+            nn.init.zeros_(layer.bias)
 
 
 __all__ = [

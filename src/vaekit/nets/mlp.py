@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -11,44 +10,20 @@ import torch.nn as nn
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
-class Dense(nn.Module):
-    """y = x W + b with W stored [in, out] (nn.Linear stores W^T), initialized as nn.Linear is.
-
-    The layout was a speed trick (under bf16 autocast the weight gradient x^T g comes out [in, out],
-    so casting it back to the fp32 weight is a contiguous copy, where nn.Linear's arrives transposed).
-    Re-measured at 2.6 % of a CPU step of the MNIST MLP (benchmarks/results/speed-tricks.json), below
-    the 5 % bar for tricks; it stays only because it is the saved files' layout (``net.i.weight`` is
-    [in, out], and old runs load only into it). Dropping it takes a checkpoint-format migration that
-    transposes these weights and their Adam moments in older files. ``linear_layers`` hides the
-    layout from init code."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        ref = nn.Linear(in_features, out_features)  # its initialization, transposed
-        self.weight = nn.Parameter(ref.weight.detach().t().contiguous())
-        self.bias = nn.Parameter(ref.bias.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, x, self.weight) if x.dim() == 2 else x @ self.weight + self.bias
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.weight.shape[0]}, out_features={self.weight.shape[1]}"
+def legacy_transposed(model: nn.Module) -> list[str]:
+    """The parameter names of the MLP nets' weights, which weight files of format 1 stored [in, out]
+    (a speed trick, ``Dense``, measured at 2.6 % of a CPU step and removed): what loading such a file
+    transposes to nn.Linear's [out, in]."""
+    return [f"{name}.net.{i}.weight".lstrip(".") for name, module in model.named_modules()
+            if isinstance(module, MLPEncoder | MLPDecoder)
+            for i, layer in enumerate(module.net) if isinstance(layer, nn.Linear)]
 
 
-def linear_layers(module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
-    """Every nn.Linear and Dense layer of ``module``, each with the ``nn.init.kaiming_*`` mode that
-    reads its fan-in from its weight ("fan_in" for nn.Linear's [out, in], "fan_out" for Dense's
-    [in, out])."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear | Dense):
-            yield layer, "fan_out" if isinstance(layer, Dense) else "fan_in"
-
-
-def mlp(sizes: list[int], activation: str = "relu", linear: type[nn.Module] = nn.Linear) -> nn.Sequential:
-    """``linear`` layers of the given sizes with an activation between (none after the last)."""
+def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of the given sizes with an activation between (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(linear(a, b))
+        layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
@@ -66,7 +41,7 @@ class MLPEncoder(nn.Module):
         cond_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.net = mlp([math.prod(event_shape) + cond_dim, *hidden, out_dim], activation, Dense)
+        self.net = mlp([math.prod(event_shape) + cond_dim, *hidden, out_dim], activation)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = x.flatten(1)
@@ -88,7 +63,7 @@ class MLPDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.out_shape = tuple(out_shape)
-        self.net = mlp([latent_dim + cond_dim, *hidden, math.prod(self.out_shape)], activation, Dense)
+        self.net = mlp([latent_dim + cond_dim, *hidden, math.prod(self.out_shape)], activation)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if c is not None:

@@ -26,7 +26,8 @@ from safetensors.torch import save as st_save
 
 from vaekit.errors import CheckpointError, DiskFullError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every linear weight [out, in] as nn.Linear; 1 kept the MLP nets' [in, out]
+READABLE_VERSIONS = ("1", "2")
 _TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp(prefix=".NAME.", suffix=".tmp") makes
 _NOT_VAEKIT = "vaekit reads only the model.safetensors / checkpoint.safetensors files it wrote itself"
 
@@ -186,10 +187,10 @@ def _header_fields(path: Path, data: bytes) -> dict[str, str]:
         raise CheckpointError(
             f"{path} was not written by vaekit (its header has no vaekit fields)", _NOT_VAEKIT
         )
-    if fields["format_version"] != str(FORMAT_VERSION):
+    if fields["format_version"] not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} was written by an incompatible vaekit (file format {fields['format_version']!r}; "
-            f"this vaekit reads format {FORMAT_VERSION})",
+            f"this vaekit reads formats {', '.join(READABLE_VERSIONS)})",
             "load it with the vaekit version that wrote it, or retrain",
         )
     if not isinstance(fields.get("sha256"), str) or not isinstance(fields.get("meta"), str):
@@ -198,8 +199,15 @@ def _header_fields(path: Path, data: bytes) -> dict[str, str]:
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a file written by ``save_tensors``; a missing, damaged or foreign file becomes a
-    CheckpointError (nothing is ever unpickled)."""
+    """Load a file written by ``save_tensors``: its tensors and metadata, as stored."""
+    tensors, meta, _ = load_versioned(path)
+    return tensors, meta
+
+
+def load_versioned(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], int]:
+    """``load_tensors`` plus the file's format version (``runs.folder.upgrade_layout`` turns an older
+    layout into today's); a missing, damaged or foreign file becomes a CheckpointError (nothing is
+    ever unpickled)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist", "check the run folder, or train first")
@@ -223,7 +231,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise _corrupt(path, "corrupt (its metadata is not JSON)") from None
     if not isinstance(meta, dict):
         raise _corrupt(path, "corrupt (its metadata is not a JSON object)")
-    return tensors, meta
+    return tensors, meta, int(fields["format_version"])
 
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

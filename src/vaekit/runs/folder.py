@@ -12,10 +12,12 @@ import torch
 
 from vaekit.config import CONFIG_FORMAT, Config, migrate_v1
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.nets.mlp import legacy_transposed
 from vaekit.runs.checkpoint import (
+    FORMAT_VERSION,
     atomic_write_text,
     is_stale_temp,
-    load_tensors,
+    load_versioned,
     save_tensors,
 )
 from vaekit.schema import DataSchema
@@ -119,7 +121,36 @@ def save_model(run_dir: Path, model: torch.nn.Module, meta: dict[str, Any] | Non
     save_tensors(Path(run_dir) / MODEL, model_state(model), meta)
 
 
+def upgrade_layout(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], version: int
+) -> dict[str, torch.Tensor]:
+    """A weight file's tensors in today's layout. Format 1 stored the MLP nets' weights [in, out]:
+    those, and their Adam moments (``optim.<parameter index>.*``), are transposed to [out, in]."""
+    if version == FORMAT_VERSION:
+        return tensors
+    index = {name: i for i, (name, _) in enumerate(model.named_parameters())}
+    out = dict(tensors)
+    for name in legacy_transposed(model):
+        for key in (f"model.{name}", *(f"optim.{index[name]}.{m}" for m in ("exp_avg", "exp_avg_sq"))):
+            if key in out and out[key].dim() == 2:
+                out[key] = out[key].t().contiguous()
+    return out
+
+
+def load_weights_into(
+    model: torch.nn.Module, source: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a weight file (model.safetensors or checkpoint.safetensors) into the model, in today's
+    layout whatever the file's format; returns its tensors in that layout (the optimizer state reads
+    them too) and its metadata."""
+    tensors, meta, version = load_versioned(source)
+    tensors = upgrade_layout(model, tensors, version)
+    load_state_into(model, tensors, source)
+    return tensors, meta
+
+
 def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load tensors in today's layout (``model.<name>`` entries) into the model, strictly."""
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
@@ -151,6 +182,5 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
             f"{run} holds no weights yet ({MODEL} and {CHECKPOINT} are missing)",
             f"train it first, or 'vaekit resume {run}'",
         )
-    tensors, _ = load_tensors(source)
-    load_state_into(model, tensors, source)
+    load_weights_into(model, source)
     return model.to(device).eval()

@@ -22,7 +22,7 @@ from vaekit.evaluation import evaluate_elbo
 from vaekit.evaluation.outputs import write_outputs
 from vaekit.progress import reporter
 from vaekit.runs import folder as rd
-from vaekit.runs.checkpoint import load_tensors, optimizer_from_tensors, optimizer_to_tensors, save_tensors
+from vaekit.runs.checkpoint import optimizer_from_tensors, optimizer_to_tensors, save_tensors
 from vaekit.runs.logger import Loggers, open_loggers
 from vaekit.runs.metrics import read_metrics
 from vaekit.training import distributed
@@ -70,8 +70,7 @@ class TrainingLoop:
     def load_checkpoint(self) -> None:
         """Restore model, optimizer, training state and RNG from the run's checkpoint."""
         ckpt = self.out / rd.CHECKPOINT
-        tensors, meta = load_tensors(ckpt)
-        rd.load_state_into(self.model, tensors, ckpt)
+        tensors, meta = rd.load_weights_into(self.model, ckpt)
         try:
             optimizer_from_tensors(self.opt, tensors, meta["optimizer"])
             self.state = TrainState.from_saved(meta["state"])
@@ -372,8 +371,7 @@ class TrainingLoop:
         if not self.world.main:
             return
         if self.cfg.train.early_stop_patience and (self.out / rd.MODEL).is_file():
-            tensors, _ = load_tensors(self.out / rd.MODEL)
-            rd.load_state_into(self.model, tensors, self.out / rd.MODEL)
+            rd.load_weights_into(self.model, self.out / rd.MODEL)
         else:
             rd.save_model(self.out, self.model, {"epoch": self.state.epoch})
         self.model.eval()
