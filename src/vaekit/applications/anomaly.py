@@ -13,8 +13,10 @@ Scores, all from one set of K posterior samples of ``vaekit.evaluation.likelihoo
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,3 +68,43 @@ def calibrate(normal_scores: np.ndarray, fpr: float) -> float:
     if not 0 < fpr < 1:
         raise ConfigError(f"--fpr must be in (0, 1), got {fpr}", "pass e.g. --fpr 0.01")
     return float(np.quantile(normal_scores, 1 - fpr, method="higher"))
+
+
+THRESHOLD_FILE = "anomaly-threshold.json"  # in the run folder, beside (never replacing) its evaluation
+
+
+def save_threshold(run_dir: Path, score: str, threshold: float, fpr: float, n_normal: int) -> Path:
+    """Record a calibrated threshold in the run folder (``THRESHOLD_FILE``)."""
+    path = Path(run_dir) / THRESHOLD_FILE
+    path.write_text(json.dumps({"score": score, "threshold": threshold, "fpr": fpr,
+                                "calibrated_on": "valid", "n_normal": n_normal}, indent=2) + "\n")
+    return path
+
+
+def read_threshold(run_dir: Path) -> dict | None:
+    """The run's calibrated threshold, or None when it has none."""
+    path = Path(run_dir) / THRESHOLD_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save_plot(path: Path, scores: np.ndarray, is_anomaly: np.ndarray, name: str) -> None:
+    """ROC curve and the score histograms of normal examples and anomalies, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fpr, tpr, _ = roc_curve(is_anomaly, scores)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    a.plot(fpr, tpr)
+    a.plot([0, 1], [0, 1], "k:", lw=0.8)
+    a.set(xlabel="false positive rate", ylabel="true positive rate",
+          title=f"ROC, AUROC {roc_auc_score(is_anomaly, scores):.3f}")
+    bins = np.histogram_bin_edges(scores, 50)
+    b.hist(scores[~is_anomaly], bins, alpha=0.6, density=True, label="normal")
+    b.hist(scores[is_anomaly], bins, alpha=0.6, density=True, label="anomaly")
+    b.set(xlabel=f"{name} score (nats)", ylabel="density")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
