@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--data", default=None, help="data spec (default: the run's data set, every class)")
     sc.add_argument("--split", default="test", choices=["train", "valid", "test"], help="the split to score")
     sc.add_argument("--anomaly-classes", default=None,
-                    help="comma-separated labels that are anomalies (default: those the run did not train on)")
+                    help="comma-separated anomaly labels (default: those the run did not train on)")
     sc.add_argument("--fpr", type=float, default=None,
                     help="calibrate a threshold flagging this share of the normal validation data")
     sc.add_argument("--score", default=None, help="the score for metrics and threshold (default: complexity)")
