@@ -80,7 +80,10 @@ def array_dataset(data: Any, seed: int = 0, valid_fraction: float = 0.1) -> Data
 
 def _run_data(run_dir: str | Path, spec: str | None = None) -> tuple[Config, DataSet]:
     cfg, _ = rd.read_config(run_dir)
-    return cfg, load_dataset(spec or cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction)
+    if spec is not None:  # new data to look at: every class, whatever the run was trained on
+        return cfg, load_dataset(spec, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction)
+    return cfg, load_dataset(cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction,
+                             classes=cfg.data.classes, exclude_classes=cfg.data.exclude_classes)
 
 
 def load_split(

@@ -36,6 +36,8 @@ class DataConfig:
     binarize: str = "none"  # none | static (fixed draw) | dynamic (fresh Bernoulli draw each step)
     binarize_seed: int = 0  # seed of the static draw, also used for evaluation splits
     valid_fraction: float = 0.1  # carved from train when a data set has no validation split
+    classes: list[int] = field(default_factory=list)  # keep only these labels in every split ([] = all)
+    exclude_classes: list[int] = field(default_factory=list)  # drop these labels from every split
 
     def __post_init__(self) -> None:
         _require_seed("data.binarize_seed", self.binarize_seed)

@@ -24,7 +24,7 @@ from vaekit.data.digits import load_digits_dataset
 from vaekit.data.folder import load_folder
 from vaekit.data.mnist import load_idx_dataset
 from vaekit.data.npz import load_npz
-from vaekit.data.splits import check_fractions
+from vaekit.data.splits import check_fractions, select_classes
 from vaekit.errors import DataError
 
 Loader = Callable[..., DataSet]
@@ -90,9 +90,17 @@ def load_dataset(
     seed: int = 0,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    classes: list[int] | None = None,
+    exclude_classes: list[int] | None = None,
 ) -> DataSet:
-    """Load the data set that ``spec`` names (see ``available_datasets()``)."""
+    """Load the data set that ``spec`` names (see ``available_datasets()``), keeping only the labels in
+    ``classes`` (all when empty) and not in ``exclude_classes`` in every split (``select_classes``)."""
     check_fractions(valid_fraction, test_fraction)
+    data = _load(spec, data_dir, seed, valid_fraction, test_fraction)
+    return select_classes(data, list(classes or []), list(exclude_classes or []))
+
+
+def _load(spec: str, data_dir: str | None, seed: int, valid_fraction: float, test_fraction: float) -> DataSet:
     options: dict[str, Any] = dict(
         data_dir=data_dir, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
     )

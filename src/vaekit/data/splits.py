@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from vaekit.data.base import Split
-from vaekit.errors import DataError
+from vaekit.data.base import DataSet, Split
+from vaekit.errors import ConfigError, DataError
 
 
 def check_fractions(valid_fraction: float, test_fraction: float) -> None:
@@ -61,3 +62,33 @@ def to_split(x: np.ndarray, y: np.ndarray | None = None) -> Split:
 def take(x: np.ndarray, y: np.ndarray | None, idx: np.ndarray) -> Split:
     """The rows ``idx`` of ``x`` (and ``y``) as a ``Split``."""
     return to_split(x[idx], None if y is None else y[idx])
+
+
+def select_classes(data: DataSet, classes: list[int], exclude: list[int]) -> DataSet:
+    """``data`` with only the examples whose label is in ``classes`` (all when empty) and not in
+    ``exclude``, in every split: how a detector is trained on normal classes only. The same rule for
+    train, valid and test, so a run's validation split holds normal data too."""
+    if not classes and not exclude:
+        return data
+    if data.train.y is None:
+        raise ConfigError(f"data.classes / data.exclude_classes need labels, and {data.name!r} has none",
+                          "drop data.classes and data.exclude_classes, or use a labelled data set")
+    present = set(torch.cat([s.y for s in (data.train, data.valid, data.test) if s.y is not None]).tolist())
+    for key, wanted in (("data.classes", classes), ("data.exclude_classes", exclude)):
+        absent = sorted(set(wanted) - present)
+        if absent:
+            raise ConfigError(f"{key} names {absent}, not a label of {data.name!r}",
+                              f"use labels among {sorted(present)}")
+    keep = sorted((set(classes) or present) - set(exclude))
+    if not keep:
+        raise ConfigError(f"data.classes {classes} minus data.exclude_classes {exclude} leaves no class",
+                          "keep at least one class")
+    wanted_t = torch.tensor(keep)
+
+    def part(s: Split) -> Split:
+        if s.y is None:
+            return s
+        rows = torch.isin(s.y, wanted_t)
+        return Split(s.x[rows], s.y[rows])
+
+    return replace(data, train=part(data.train), valid=part(data.valid), test=part(data.test))

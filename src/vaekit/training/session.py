@@ -180,7 +180,8 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     if stream is not None:
         data = stream.data
     elif data is None:
-        data = load_dataset(cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction)
+        data = load_dataset(cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction,
+                            classes=cfg.data.classes, exclude_classes=cfg.data.exclude_classes)
     check_data_fits(cfg, data)
     # before any weights exist: the model, its gradients and Adam state, and one batch's input,
     # decoder output and output gradient must fit in the device's memory
