@@ -84,7 +84,8 @@ def test_complete_command_keeps_observed_entries_and_beats_the_zero_fill(run, tm
 
 def test_denoise_command_writes_a_grid_and_bad_input_exits_2(run, tmp_path, capsys):
     png = tmp_path / "d.png"
-    assert main(["--quiet", "denoise", str(run), "--noise", "saltpepper:0.2", "-o", str(png), "-n", "16"]) == 0
+    args = ["--quiet", "denoise", str(run), "--noise", "saltpepper:0.2", "-o", str(png), "-n", "16"]
+    assert main(args) == 0
     assert Image.open(png).size[1] > Image.open(png).size[0] / 8 * 5  # 6 rows of 8 (two blocks of 3)
     capsys.readouterr()
     assert main(["denoise", str(run), "--noise", "flip:7", "-o", str(png)]) == 2
