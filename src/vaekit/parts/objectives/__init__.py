@@ -40,7 +40,7 @@ def build_objective(
 ) -> Objective:
     """The configured objective for ``model`` (its checks run here), with the configured penalties, and
     denoising when ``objective.denoise`` names a noise."""
-    noise = parse_noise(cfg.denoise) if cfg.denoise else None  # a bad spec: refused first
+    noise = None if cfg.denoise == "none" else parse_noise(cfg.denoise)  # a bad spec: refused first
     objective = lookup("objective", cfg.name)(cfg, model, dataset_size, steps_per_epoch)
     objective = with_penalties(objective, cfg, model, dataset_size)
     return objective if noise is None else Denoising(objective, noise)
