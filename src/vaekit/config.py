@@ -56,6 +56,7 @@ class ObjectiveConfig:
     tc_weight: float = 0.0  # beta-TCVAE: extra weight on the total correlation of q(z) (0 = off)
     mmd_weight: float = 0.0  # InfoVAE / WAE: weight of MMD(aggregate posterior q(z), prior p(z)) (0 = off)
     mmd_kernel: str = "imq"  # MMD kernel: imq (inverse multiquadric) | rbf; scale 2 * latent_dim
+    denoise: str = "none"  # denoising VAE: encoder input noise flip:P | gaussian:S | saltpepper:P, or none
 
     def __post_init__(self) -> None:
         at_least = {"beta": 0, "warmup_epochs": 0, "free_bits": 0, "samples": 1, "tc_weight": 0,

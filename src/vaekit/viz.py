@@ -39,11 +39,16 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
 
 def save_pairs(originals: torch.Tensor, recons: torch.Tensor, path: str | Path, n: int = 16) -> None:
     """Reconstruction grid: rows alternate originals and their reconstructions."""
-    a, b = originals[:n].cpu(), recons[:n].cpu()
+    save_row_groups([originals[:n], recons[:n]], path)
+
+
+def save_row_groups(groups: list[torch.Tensor], path: str | Path, per_row: int = 8) -> None:
+    """Grid of interleaved rows: ``per_row`` examples of the first tensor, the same examples of the second,
+    and so on, then the next ``per_row`` examples (e.g. corrupted / restored / original)."""
+    groups = [g.cpu() for g in groups]
     rows = []
-    per_row = 8
-    for i in range(0, a.shape[0], per_row):
-        rows += [a[i : i + per_row], b[i : i + per_row]]
+    for i in range(0, groups[0].shape[0], per_row):
+        rows += [g[i : i + per_row] for g in groups]
     save_grid(torch.cat(rows), path, nrow=per_row)
 
 

@@ -390,12 +390,14 @@ class HierarchicalVAE(VAE):
         return self.likelihood(self.decoder(self.prior.state(z), self.condition(y, z.shape[0])))
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None
+        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> Output:
         """Output with k top-down posterior walks; kl = sum over layers of the analytic KL(q_l || p_l)
         given the sampled layers above, averaged over the k walks; extras kl_layers [B, L] top layer
         first, and kl_groups with latent maps. ``eps`` [k, B, D]: the standard normals of all layers
-        (drawn from torch's generator when None)."""
+        (drawn from torch's generator when None); ``target``: the data log p(x|z) scores, as in
+        ``VAE.forward``."""
         b = x.shape[0]
         c = self.condition(y, b)
         noise = None if eps is None else eps.reshape(k * b, -1)
@@ -411,7 +413,7 @@ class HierarchicalVAE(VAE):
             maps = [p.view(b, layer.dim, -1).sum(-1) for p, layer in zip(parts[v:], layers, strict=True)]
             extras["kl_groups"] = torch.cat([*parts[:v], *maps], -1)
         return Output(
-            log_px_z=log_prob_repeated(px, x, k),
+            log_px_z=log_prob_repeated(px, x if target is None else target, k),
             log_qz=w.log_qz.view(k, b),
             log_pz=w.log_pz.view(k, b),
             kl=kl_layers.sum(-1),

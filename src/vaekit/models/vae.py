@@ -16,7 +16,7 @@ from torch.distributions import Distribution
 
 from vaekit.config import PartConfig, part, require
 from vaekit.errors import ConfigError, DataError
-from vaekit.models.completion import complete
+from vaekit.models.completion import DEFAULT_METHOD, complete
 from vaekit.models.importance import importance_sample
 from vaekit.models.inputs import as_batch, as_labels, as_latents, as_tensor
 from vaekit.nets import build_nets
@@ -153,10 +153,13 @@ class VAE(nn.Module):
         return self.likelihood(self.decoder(z, self.condition(y, z.shape[0])))
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None
+        self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1, eps: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> Output:
         """Per-example terms with k reparameterized posterior samples; ``eps`` [k, B, latent_dim]: the
-        standard-normal noise the posterior maps to z (drawn from torch's generator when None)."""
+        standard-normal noise the posterior maps to z (drawn from torch's generator when None);
+        ``target``: the data log p(x|z) scores when it is not the encoder's input x (the clean batch of
+        the denoising criterion, which encodes a corrupted x)."""
         b = x.shape[0]
         c = self.condition(y, b)
         h = self.encoder(x, c)
@@ -164,7 +167,7 @@ class VAE(nn.Module):
         z, log_qz = self.posterior.sample(q, h, k, eps)  # log_qz None: q.log_prob(z), when needed
         ck = None if c is None else c.repeat(k, 1)
         px = self.likelihood(self.decoder(z.reshape(k * b, -1), ck))
-        log_px_z = log_prob_repeated(px, x, k)
+        log_px_z = log_prob_repeated(px, x if target is None else target, k)
         if self.analytic_kl_dims:
             kl_dims = kl_diag_gaussian_standard_normal(q.loc, q.scale)
             return Output(log_px_z, log_qz, None, kl_dims.sum(-1), kl_dims, z, q=q, prior=self.prior)
@@ -202,10 +205,11 @@ class VAE(nn.Module):
         return px.mean if mean else px.sample()
 
     def complete(
-        self, x: torch.Tensor, observed: torch.Tensor, y: torch.Tensor | None = None, k: int = 500
+        self, x: torch.Tensor, observed: torch.Tensor, y: torch.Tensor | None = None, k: int | None = None,
+        rounds: int | None = None, method: str = DEFAULT_METHOD,
     ) -> torch.Tensor:
-        """x with its unobserved entries (``observed`` False) filled in from p(x_missing | x_observed);
-        see ``vaekit.models.completion.complete``."""
+        """x with its unobserved entries (``observed`` False) filled in from p(x_missing | x_observed) by
+        ``method`` (importance | mwg | pseudo-gibbs); see ``vaekit.models.completion.complete``."""
         observed = as_tensor(observed, "observed")
         x = as_tensor(x, "x")
         if x.is_floating_point():  # the missing entries may hold NaN: they are never read
@@ -213,7 +217,7 @@ class VAE(nn.Module):
                 x = x.masked_fill(~observed.to(x.device).bool().broadcast_to(x.shape), 0.0)
             except RuntimeError:  # a mask that does not fit x: complete() names the mismatch
                 pass
-        return complete(self, self.batch(x), observed, y, k)
+        return complete(self, self.batch(x), observed, y, k, rounds, method)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -148,8 +148,12 @@ class TrainingLoop:
     def _loss(
         self, xb: torch.Tensor, yb: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The objective's loss and named terms for one batch."""
-        return self.objective(self.forward(xb, yb, self.objective.samples), self.state.step)
+        """The objective's loss and named terms for one batch. A denoising objective's (``noise``) encoder
+        sees a corrupted copy of the batch, and the likelihood scores the batch itself."""
+        noise = getattr(self.objective, "noise", None)
+        k = self.objective.samples
+        out = self.forward(xb, yb, k) if noise is None else self.forward(noise(xb), yb, k, None, xb)
+        return self.objective(out, self.state.step)
 
     def _update(self, bad: torch.Tensor) -> None:
         """The optimizer step, skipped when ``bad`` (a device flag) is 1."""

@@ -13,7 +13,8 @@ The contract (what a plugin objective implements):
   tensors, each per example [B] or a 0-d batch estimate. Subclassing ``Objective`` is optional.
 - The trainer sums, logs (metrics.jsonl ``train_<name>``, the progress bar, TensorBoard) and plots
   every term it gets; ``loss`` and ``time_s`` are its own names. tc_weight / mmd_weight add their
-  penalties (terms ``tc``, ``mmd``) to any objective.
+  penalties (terms ``tc``, ``mmd``) to any objective; objective.denoise makes any objective denoising
+  (``Denoising``: its ``noise`` corrupts the encoder's input, the likelihood scores the clean batch).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vaekit.data.corruption import parse_noise
 from vaekit.parts.objectives.base import Objective
+from vaekit.parts.objectives.denoise import Denoising
 from vaekit.parts.objectives.elbo import ELBO, elbo_loss, elbo_terms, kl_weight
 from vaekit.parts.objectives.iwae import IWAE, iwae_bound
 from vaekit.parts.objectives.penalties import mmd, total_correlation, with_penalties
@@ -35,12 +38,15 @@ if TYPE_CHECKING:
 def build_objective(
     cfg: ObjectiveConfig, model: torch.nn.Module, dataset_size: int, steps_per_epoch: int
 ) -> Objective:
-    """The configured objective for ``model`` (its checks run here), with the configured penalties."""
+    """The configured objective for ``model`` (its checks run here), with the configured penalties, and
+    denoising when ``objective.denoise`` names a noise."""
+    noise = None if cfg.denoise == "none" else parse_noise(cfg.denoise)  # a bad spec: refused first
     objective = lookup("objective", cfg.name)(cfg, model, dataset_size, steps_per_epoch)
-    return with_penalties(objective, cfg, model, dataset_size)
+    objective = with_penalties(objective, cfg, model, dataset_size)
+    return objective if noise is None else Denoising(objective, noise)
 
 
 __all__ = [
-    "ELBO", "IWAE", "Objective", "build_objective", "elbo_loss", "elbo_terms", "iwae_bound", "kl_weight",
-    "mmd", "total_correlation",
+    "ELBO", "IWAE", "Denoising", "Objective", "build_objective", "elbo_loss", "elbo_terms", "iwae_bound",
+    "kl_weight", "mmd", "total_correlation",
 ]
