@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DEFAULT_PRESET, Config, make_config, set_dotted
-from vaekit.data import DataSet, load_dataset
+from vaekit.data import DataSet, load_configured, load_dataset
 from vaekit.data.transforms import eval_view
 from vaekit.evaluation import evaluate_model, save_evaluation_plots
 from vaekit.models import VAE
@@ -82,8 +82,7 @@ def _run_data(run_dir: str | Path, spec: str | None = None) -> tuple[Config, Dat
     cfg, _ = rd.read_config(run_dir)
     if spec is not None:  # new data to look at: every class, whatever the run was trained on
         return cfg, load_dataset(spec, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction)
-    return cfg, load_dataset(cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction,
-                             classes=cfg.data.classes, exclude_classes=cfg.data.exclude_classes)
+    return cfg, load_configured(cfg.data)
 
 
 def load_split(

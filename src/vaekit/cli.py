@@ -485,6 +485,8 @@ def _anomaly_labels(ns: argparse.Namespace, cfg: Any, y: Any) -> Any:
         return np.isin(labels, wanted)
     normal = cfg.data.classes or sorted(set(labels.tolist()))
     return ~np.isin(labels, sorted(set(normal) - set(cfg.data.exclude_classes)))
+
+
 def _restoration_inputs(ns: argparse.Namespace):
     """The run's model and the first -n examples (with labels) of the chosen split and data."""
     from vaekit.api import load, load_split

@@ -6,6 +6,6 @@ ds.train.x.shape, ds.levels, ds.num_classes
 """
 
 from vaekit.data.base import DataSet, Split
-from vaekit.data.registry import available_datasets, load_dataset, register
+from vaekit.data.registry import available_datasets, load_configured, load_dataset, register
 
-__all__ = ["DataSet", "Split", "available_datasets", "load_dataset", "register"]
+__all__ = ["DataSet", "Split", "available_datasets", "load_configured", "load_dataset", "register"]

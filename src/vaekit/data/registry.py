@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaekit import registry
 from vaekit.data.base import DataSet
@@ -26,6 +26,9 @@ from vaekit.data.mnist import load_idx_dataset
 from vaekit.data.npz import load_npz
 from vaekit.data.splits import check_fractions, select_classes
 from vaekit.errors import DataError
+
+if TYPE_CHECKING:
+    from vaekit.config import DataConfig
 
 Loader = Callable[..., DataSet]
 
@@ -98,6 +101,13 @@ def load_dataset(
     check_fractions(valid_fraction, test_fraction)
     data = _load(spec, data_dir, seed, valid_fraction, test_fraction)
     return select_classes(data, list(classes or []), list(exclude_classes or []))
+
+
+def load_configured(cfg: DataConfig) -> DataSet:
+    """The data set a run's ``data`` section describes: its source, folder, validation share and the
+    classes it keeps (what training and every later look at the run's own data use)."""
+    return load_dataset(cfg.name, cfg.data_dir, valid_fraction=cfg.valid_fraction, classes=cfg.classes,
+                        exclude_classes=cfg.exclude_classes)
 
 
 def _load(spec: str, data_dir: str | None, seed: int, valid_fraction: float, test_fraction: float) -> DataSet:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from vaekit.config import Config
-from vaekit.data import DataSet, load_dataset
+from vaekit.data import DataSet, load_configured
 from vaekit.data.streaming import FolderStream, open_folder_stream
 from vaekit.data.transforms import check_mode, eval_view, training_form
 from vaekit.errors import ConfigError, DataError
@@ -180,8 +180,7 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     if stream is not None:
         data = stream.data
     elif data is None:
-        data = load_dataset(cfg.data.name, cfg.data.data_dir, valid_fraction=cfg.data.valid_fraction,
-                            classes=cfg.data.classes, exclude_classes=cfg.data.exclude_classes)
+        data = load_configured(cfg.data)
     check_data_fits(cfg, data)
     # before any weights exist: the model, its gradients and Adam state, and one batch's input,
     # decoder output and output gradient must fit in the device's memory
