@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.applications.anomaly import calibrate, compressed_nats, detection_metrics, fpr_at_recall
+from vaekit.applications.anomaly import (
+    LatentDensity,
+    calibrate,
+    compressed_nats,
+    detection_metrics,
+    fpr_at_recall,
+    reference_subsample,
+)
 from vaekit.data import load_dataset
 from vaekit.errors import ConfigError
 
@@ -68,3 +75,33 @@ def test_classes_errors(tmp_path):
     np.savez(path, x_train=np.random.default_rng(0).random((30, 4)).astype(np.float32))
     with pytest.raises(ConfigError, match="need labels"):
         load_dataset(f"npz:{path}", exclude_classes=[1])
+
+
+def test_latent_density_one_component_is_the_fitted_gaussian():
+    """One component: the maximum-likelihood Gaussian, -log N(z; mean, cov) in closed form."""
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(4000, 3)) @ np.array([[1.0, 0.3, 0.0], [0.0, 0.5, 0.2], [0.0, 0.0, 2.0]]) + 1.5
+    z = rng.normal(size=(5, 3))
+    mean, cov = codes.mean(0), np.cov(codes.T, bias=True) + 1e-4 * np.eye(3)
+    d = z - mean
+    want = 0.5 * (np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) + np.log(np.linalg.det(cov))
+                  + 3 * math.log(2 * math.pi))
+    assert np.allclose(LatentDensity(codes, components=1).nll(z), want, atol=1e-6)
+
+
+def test_latent_density_separates_codes_off_the_reference():
+    rng = np.random.default_rng(1)
+    normal = np.concatenate([rng.normal(-3, 0.3, (500, 2)), rng.normal(3, 0.3, (500, 2))])
+    density = LatentDensity(normal)
+    between, on = np.zeros((1, 2)), np.array([[3.0, 3.0]])
+    assert density.nll(between)[0] > density.nll(on)[0] + 20  # the gap between the modes is empty
+    with pytest.raises(ConfigError, match="reference examples"):
+        LatentDensity(normal[:1])
+
+
+def test_reference_subsample_is_seeded_and_bounded():
+    x, y = torch.arange(50).reshape(25, 2), torch.arange(25)
+    a, ya = reference_subsample(x, y, n=10, seed=3)
+    b, _ = reference_subsample(x, y, n=10, seed=3)
+    assert len(a) == 10 and torch.equal(a, b) and torch.equal(a[:, 0] // 2, ya)
+    assert reference_subsample(x, y, n=100)[0] is x

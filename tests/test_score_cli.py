@@ -27,14 +27,14 @@ def test_score_writes_rows_metrics_and_plot(run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "AUROC" in text and "FPR@95" in text
     table = np.genfromtxt(out, delimiter=",", names=True)
-    assert table.dtype.names == ("index", "label", "neg_elbo", "nll", "complexity")
+    assert table.dtype.names == ("index", "label", "neg_elbo", "nll", "complexity", "latent_density")
     assert len(table) == 180 and (table["index"] == np.arange(180)).all()
     assert (table["complexity"] < table["nll"]).all()  # L(x) > 0 is subtracted
     assert (tmp_path / "scores.png").is_file()
     saved = json.loads((run / "anomaly-threshold.json").read_text())
-    assert saved["score"] == "complexity" and saved["fpr"] == 0.1
+    assert saved["score"] == "latent_density" and saved["fpr"] == 0.1
     assert (run / "evaluation.json").read_bytes() == before  # the run's evaluation is left alone
-    flagged = int((table["complexity"] > saved["threshold"]).sum())
+    flagged = int((table["latent_density"] > saved["threshold"]).sum())
     assert f"{flagged} of 180 examples score above" in text
 
 

@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("score", help="per-example anomaly scores (nats) as CSV, with AUROC when labelled",
                         description="Score each example of a split for anomaly (higher = more anomalous): "
-                        "-ELBO, importance-sampled -log p(x) and the input-complexity corrected score. With "
-                        "anomaly labels print AUROC / AP / FPR@95 and write a ROC + histogram PNG beside the "
-                        "CSV. --fpr calibrates a threshold on the run's (normal) validation split.",
+                        "-ELBO, importance-sampled -log p(x), the input-complexity corrected score and the "
+                        "density of the posterior mean under a mixture fitted to the training split's codes. "
+                        "With anomaly labels print AUROC / AP / FPR@95 and write a ROC + histogram PNG "
+                        "beside the CSV. --fpr calibrates a threshold on the (normal) validation split.",
                         formatter_class=_HelpFormatter)
     sc.add_argument("run_dir", help="the trained run folder")
     sc.add_argument("--data", default=None, help="data spec (default: the run's data set, every class)")
@@ -205,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated anomaly labels (default: those the run did not train on)")
     sc.add_argument("--fpr", type=float, default=None,
                     help="calibrate a threshold flagging this share of the normal validation data")
-    sc.add_argument("--score", default=None, help="the score for metrics and threshold (default: complexity)")
+    sc.add_argument("--score", default=None, help="the score for metrics and threshold "
+                    "(default: latent_density)")
     sc.add_argument("-k", "--samples", type=int, default=100, help="importance samples per example")
     sc.add_argument("-o", "--output", required=True, help=".csv file to write")
     from vaekit.data.corruption import MASK_HELP, NOISE_HELP
@@ -434,7 +436,9 @@ def cmd_score(ns: argparse.Namespace) -> int:
     model = load(ns.run_dir)
     x, y = load_split(ns.run_dir, ns.split, ns.data or cfg.data.name)
     is_anomaly = _anomaly_labels(ns, cfg, y)
-    scores = anomaly.anomaly_scores(model, x, k=ns.samples)
+    density = anomaly.LatentDensity(anomaly.posterior_means(
+        model, *anomaly.reference_subsample(*load_split(ns.run_dir, "train"))))
+    scores = anomaly.anomaly_scores(model, x, k=ns.samples, density=density)
     columns = {"index": np.arange(len(x)), **({} if y is None else {"label": y.numpy()}), **scores}
     np.savetxt(out, np.column_stack(list(columns.values())), delimiter=",", header=",".join(columns),
                comments="", fmt=["%d"] * (2 if y is not None else 1) + ["%.6f"] * len(scores))
@@ -448,7 +452,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
         _say(ns, f"ROC and score histograms written to {plot}")
     if ns.fpr is not None:
         xv, _ = load_split(ns.run_dir, "valid")
-        normal = anomaly.anomaly_scores(model, xv, k=ns.samples)[name]
+        normal = anomaly.anomaly_scores(model, xv, k=ns.samples, density=density)[name]
         t = anomaly.calibrate(normal, ns.fpr)
         path = anomaly.save_threshold(Path(ns.run_dir), name, t, ns.fpr, len(normal))
         _say(ns, f"threshold {t:.3f} ({name}) flags {ns.fpr:g} of {len(normal)} normal validation "
