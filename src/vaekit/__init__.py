@@ -13,6 +13,7 @@ _LAZY = {
     "evaluate": "vaekit.api",
     "encode": "vaekit.api",
     "load_split": "vaekit.api",
+    "VAE": "vaekit.estimator",
     "Config": "vaekit.config",
     "DataSet": "vaekit.data",
     "VaekitError": "vaekit.errors",
@@ -33,5 +34,5 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["Config", "DataSet", "VaekitError", "encode", "evaluate", "load", "load_split", "train",
+__all__ = ["VAE", "Config", "DataSet", "VaekitError", "encode", "evaluate", "load", "load_split", "train",
            "__version__"]

@@ -52,7 +52,7 @@ def posterior_means(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
     rows = [model.encode(x[i:i + batch_size], None if y is None else y[i:i + batch_size]).mean
             for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(rows).double().numpy()
+    return torch.cat(rows).double().cpu().numpy()
 
 
 def reference_subsample(x: torch.Tensor, y: torch.Tensor | None = None, n: int = REFERENCE_EXAMPLES,
@@ -81,6 +81,25 @@ class LatentDensity:
         """-log r(z) per row, in nats."""
         return -self.mixture.score_samples(codes)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted mixture as named arrays (weights, means, covariances; to save as safetensors)."""
+        m = self.mixture
+        return {"weights": m.weights_, "means": m.means_, "covariances": m.covariances_,
+                "precisions_cholesky": m.precisions_cholesky_}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LatentDensity:
+        """The density that ``arrays()`` described, without refitting."""
+        from sklearn.mixture import GaussianMixture
+
+        density = cls.__new__(cls)
+        m = GaussianMixture(len(arrays["weights"]), covariance_type="full")
+        m.weights_, m.means_ = arrays["weights"], arrays["means"]
+        m.covariances_, m.precisions_cholesky_ = arrays["covariances"], arrays["precisions_cholesky"]
+        m.n_features_in_ = m.means_.shape[1]
+        density.mixture = m
+        return density
+
 
 def anomaly_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 100,
                    seed: int = 0, reference: tuple[torch.Tensor, torch.Tensor | None] | None = None,
@@ -99,6 +118,20 @@ def anomaly_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
         out["latent_density"] = density.nll(posterior_means(model, x, y))
     return out
 
+
+
+def anomaly_score(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 100,
+                  seed: int = 0, density: LatentDensity | None = None) -> np.ndarray:
+    """One score of ``SCORES`` per example, computing only what it needs: ``latent_density`` (which
+    needs ``density``) the posterior means, the others one pass of K posterior samples."""
+    if name not in SCORES:
+        raise ConfigError(f"unknown anomaly score {name!r}", f"use one of: {', '.join(SCORES)}")
+    if name == "latent_density":
+        if density is None:
+            raise ConfigError("the latent_density score needs a density fitted to normal examples",
+                              "fit a LatentDensity to the posterior means of the training split")
+        return density.nll(posterior_means(model, x, y))
+    return anomaly_scores(model, x, y, k, seed)[name]
 
 def fpr_at_recall(scores: np.ndarray, is_anomaly: np.ndarray, recall: float = 0.95) -> float:
     """The share of normal examples flagged by the highest threshold that flags ``recall`` of the
