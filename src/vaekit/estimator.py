@@ -106,8 +106,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
     def _make_config(self) -> Config:
         """The run's config: the preset, then ``config``'s keys, then the named parameters."""
         if self.config is not None and not isinstance(self.config, dict):
-            raise ConfigError(f"config must be a dict of dotted config keys, got {type(self.config).__name__}",
-                              'pass e.g. config={"model.likelihood": "gaussian"}')
+            raise ConfigError(
+                f"config must be a dict of dotted config keys, got {type(self.config).__name__}",
+                'pass e.g. config={"model.likelihood": "gaussian"}')
         overrides = dict(self.config or {})
         for name, key in NAMED_KEYS.items():
             if getattr(self, name) is not None:
@@ -191,7 +192,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
 
     def transform(self, X: Any) -> np.ndarray:
         """Posterior means E_q[z|x], [n, latent_dim]."""
-        return anomaly.posterior_means(self.model_, self._input(X))
+        x = self._input(X)
+        return anomaly.posterior_means(self.model_, x)
 
     @torch.no_grad()
     def inverse_transform(self, Z: Any) -> np.ndarray:

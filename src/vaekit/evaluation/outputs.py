@@ -36,9 +36,13 @@ def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: tor
     y_test = data.test.y
     if data.kind == "image":
         save_grid(samples, out / "samples.png")
-        xs = x_test[:32].to(device)
-        ys = None if y_test is None else y_test[:32].to(device)
-        save_pairs(xs, model.reconstruct(xs, ys), out / "reconstructions.png", n=32)
+        shown, labels = x_test, y_test
+        if not len(data.test):  # vaekit.VAE (the estimator) holds out a validation split only
+            shown, labels = eval_view(data.valid.x, cfg.data.binarize, cfg.data.binarize_seed), data.valid.y
+        xs = shown[:32].to(device)
+        ys = None if labels is None else labels[:32].to(device)
+        if len(xs):
+            save_pairs(xs, model.reconstruct(xs, ys), out / "reconstructions.png", n=32)
     else:
         np.save(out / "samples.npy", samples.cpu().numpy())
     if len(data.test):
