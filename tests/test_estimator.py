@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils import estimator_checks
 
 import vaekit
 from vaekit.data.transforms import eval_view
@@ -54,6 +55,16 @@ def test_params_round_trip_and_clone():
     assert twin is not est and twin.get_params() == params
     assert est.set_params(latent_dim=5, epochs=2) is est
     assert est.get_params()["latent_dim"] == 5 and est.get_params()["epochs"] == 2
+
+
+@pytest.mark.parametrize("check", [
+    "check_no_attributes_set_in_init", "check_parameters_default_constructible",
+    "check_get_params_invariance", "check_set_params", "check_estimator_cloneable", "check_estimator_repr",
+    "check_estimators_unfitted", "check_do_not_raise_errors_in_init_or_set_params", "check_mixin_order",
+    "check_valid_tag_types",
+])
+def test_scikit_learn_checks_that_need_no_fit(check):
+    getattr(estimator_checks, check)("VAE", VAE())
 
 
 def test_init_stores_params_and_fit_checks_them(digits):

@@ -294,9 +294,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
         est.offset_ = float(doc["offset"])
         return est
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
+        """scikit-learn's tags, plus: image-shaped (3-D and 4-D) arrays are accepted."""
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
         tags.input_tags.three_d_array = True
         return tags
 
