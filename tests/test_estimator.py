@@ -3,6 +3,7 @@ grid search and save/load, on scikit-learn's 8x8 digits (values / 16, in [0, 1])
 
 from __future__ import annotations
 
+import copy
 import gc
 
 import numpy as np
@@ -211,7 +212,11 @@ def test_run_folders_temporary_or_given(digits, tmp_path, one_thread):
     est = VAE(latent_dim=2, epochs=1).fit(x)
     temporary = est.run_dir_
     assert (temporary / "model.safetensors").is_file()
+    twin = copy.deepcopy(est)  # shares the folder: it lives while one of them does
     del est
+    gc.collect()
+    assert (twin.run_dir_ / "model.safetensors").is_file()
+    del twin
     gc.collect()
     assert not temporary.exists()
     kept = VAE(latent_dim=2, epochs=1, run_dir=tmp_path / "run").fit(x)

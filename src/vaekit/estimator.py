@@ -57,6 +57,10 @@ class _TemporaryRun:
         self.path = Path(tempfile.mkdtemp(prefix="vaekit-estimator-"))
         self._remove = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
 
+    def __deepcopy__(self, memo: dict) -> _TemporaryRun:
+        """Copies of an estimator share its folder, which lives as long as one of them does."""
+        return self
+
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
     """A variational autoencoder as a scikit-learn estimator: transformer, density model and outlier
@@ -211,7 +215,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
         """``n_samples`` draws z ~ p(z) decoded to likelihood means, shaped like the fitted X
         (``random_state``: a seed for the draws; None: torch's global generator)."""
         check_is_fitted(self, "model_")
-        g = None if random_state is None else torch.Generator().manual_seed(int(random_state))
+        device = next(self.model_.parameters()).device
+        g = None if random_state is None else torch.Generator(device).manual_seed(int(random_state))
         return self._as_given(self.model_.sample(int(n_samples), generator=g))
 
     # -- density ------------------------------------------------------------------------------------
