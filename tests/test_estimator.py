@@ -221,5 +221,9 @@ def test_run_folders_temporary_or_given(digits, tmp_path, one_thread):
     assert not temporary.exists()
     kept = VAE(latent_dim=2, epochs=1, run_dir=tmp_path / "run").fit(x)
     assert kept.run_dir_ == tmp_path / "run" and (tmp_path / "run" / "model.safetensors").is_file()
-    kept.set_params(latent_dim=3).fit(x)  # refitting replaces the run in the folder
+    kept.save(tmp_path / "run")  # into its own run folder: the estimator files are added
+    assert VAE.load(tmp_path / "run").latent_dim == 2
+    kept.set_params(latent_dim=3).fit(x)  # refitting replaces the run in the folder, and that save
     assert vaekit.load(tmp_path / "run").latent_dim == 3
+    with pytest.raises(CheckpointError, match="holds no saved estimator"):
+        VAE.load(tmp_path / "run")

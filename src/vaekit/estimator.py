@@ -149,6 +149,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
             out = self._temporary.path
         else:
             out = Path(self.run_dir)
+            for name in (ESTIMATOR_FILE, DENSITY_FILE):  # a save there describes the run being replaced
+                (out / name).unlink(missing_ok=True)
         with _quiet(not self.verbose):
             model = api.train(out, cfg, data=data, overwrite=True)
         self.model_, self.config_, self.run_dir_ = model, cfg, out
