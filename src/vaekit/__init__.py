@@ -34,5 +34,5 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["VAE", "Config", "DataSet", "VaekitError", "encode", "evaluate", "load", "load_split", "train",
+__all__ = ["Config", "DataSet", "VAE", "VaekitError", "encode", "evaluate", "load", "load_split", "train",
            "__version__"]
