@@ -19,6 +19,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils import estimator_checks
 
 import vaekit
+from vaekit.applications import anomaly
 from vaekit.data.transforms import eval_view
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.estimator import VAE
@@ -151,6 +152,16 @@ def test_predict_flags_the_contamination_share_of_the_training_data(fitted, digi
     # the default score is the latent density: -log r(mu(x)) with r fitted to the training codes
     codes = fitted.transform(x)
     np.testing.assert_allclose(d, -fitted.latent_density_.nll(codes) - fitted.offset_)
+
+
+def test_one_anomaly_score_matches_the_full_set(fitted, digits):
+    x = view(digits[0][:200])
+    every = anomaly.anomaly_scores(fitted.model_, x, k=20, seed=0, density=fitted.latent_density_)
+    for name in anomaly.SCORES:
+        one = anomaly.anomaly_score(name, fitted.model_, x, k=20, seed=0, density=fitted.latent_density_)
+        np.testing.assert_array_equal(one, every[name])
+    with pytest.raises(ConfigError, match="needs a density"):
+        anomaly.anomaly_score("latent_density", fitted.model_, x)
 
 
 def test_numpy_and_torch_image_inputs_agree(digits, one_thread):
