@@ -216,6 +216,9 @@ def test_save_and_load_restore_an_equal_estimator(fitted, digits, tmp_path):
         fitted.save(tmp_path / "other")
     with pytest.raises(CheckpointError, match="holds no saved estimator"):
         VAE.load(tmp_path / "other")
+    (out / "estimator.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not readable JSON"):
+        VAE.load(out)
 
 
 def test_run_folders_temporary_or_given(digits, tmp_path, one_thread):

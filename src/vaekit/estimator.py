@@ -286,11 +286,15 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
         if not (path / ESTIMATOR_FILE).is_file():
             raise CheckpointError(f"{str(path)!r} holds no saved estimator ({ESTIMATOR_FILE} is missing)",
                                   "give the folder that VAE.save wrote")
-        doc = json.loads((path / ESTIMATOR_FILE).read_text())
-        if doc.get("format") != FORMAT or doc.get("score") != anomaly.DEFAULT_SCORE:
-            raise CheckpointError(f"{path / ESTIMATOR_FILE} was written by another vaekit version "
-                                  f"(format {doc.get('format')}, score {doc.get('score')})",
-                                  "fit and save the estimator again with this version")
+        try:
+            doc = json.loads((path / ESTIMATOR_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path / ESTIMATOR_FILE} is not readable JSON ({e})",
+                                  "save the estimator again with VAE.save") from None
+        written = (doc.get("format"), doc.get("score")) if isinstance(doc, dict) else None
+        if written != (FORMAT, anomaly.DEFAULT_SCORE):
+            raise CheckpointError(f"{path / ESTIMATOR_FILE} was written by another vaekit version, or is "
+                                  "damaged", "fit and save the estimator again with this version")
         est = cls(**doc["params"])
         est.model_ = api.load(path)
         est.config_, _ = read_config(path)
