@@ -1,13 +1,14 @@
 """Conditional completion (vaekit.models.completion) with every likelihood and model kind on tiny untrained
 models of scikit-learn's 8x8 digits (17 grey levels): the per-dimension log-probs it scores the
-observed entries with, what it returns, and what it refuses."""
+observed entries with, what it returns, and what it refuses; and the samplers against E[x_mis | x_obs]
+computed exactly on a model with a 1-D latent and 4 binary pixels."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
-from torch.distributions import MultivariateNormal
+from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
 from vaekit.config import Config
 from vaekit.data import load_dataset
@@ -106,3 +107,54 @@ def test_no_samples_or_no_rounds_is_refused(digits, k, rounds):
     model = _model(digits)
     with pytest.raises(ConfigError, match="k >= 1"):
         complete(model, to_unit(digits.test.x[:2]), _top_half_observed(), k=k, rounds=rounds)
+
+
+# A model whose p(x_mis | x_obs) is known: z ~ N(0, 1), x_d | z ~ Bernoulli(sigmoid(w_d z + b_d)), 4 pixels,
+# and a deliberately poor encoder q(z | x) = N(0.5 sum_d sign(w_d) x_d + 1.5, 2^2): shifted, too broad.
+_W = torch.tensor([3.0, -2.0, 2.5, -3.0])
+_B = torch.tensor([0.0, 0.5, -0.5, 1.0])
+
+
+class _OnePixelLatent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prior = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Independent:
+        mean = 0.5 * (x * _W.sign()).sum(-1, keepdim=True) + 1.5
+        return Independent(Normal(mean, torch.full_like(mean, 2.0)), 1)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Independent:
+        return Independent(Bernoulli(logits=z * _W + _B), 1)
+
+
+def _exact_conditional_mean(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """E[x | x_obs] = ∫ sigmoid(w z + b) p(x_obs | z) N(z; 0, 1) dz / ∫ p(x_obs | z) N(z; 0, 1) dz by the
+    rectangle rule on z in [-10, 10] (step 0.001; the integrands are smooth and negligible beyond)."""
+    z = torch.linspace(-10, 10, 20_001, dtype=torch.float64)[:, None, None]
+    logits = z * _W.double() + _B.double()
+    log_w = (Bernoulli(logits=logits).log_prob(x.double()) * observed).sum(-1) - z[..., 0] ** 2 / 2
+    return (torch.softmax(log_w, 0)[..., None] * torch.sigmoid(logits)).sum(0).float()
+
+
+# four examples see pixels 0 and 1 (all four patterns), one sees pixel 0 only
+_X = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.float32)
+_OBSERVED = torch.tensor([[1, 1, 0, 0]] * 4 + [[1, 0, 0, 0]], dtype=torch.bool)
+
+
+@pytest.mark.parametrize(
+    "method, k, rounds, close",
+    [("mwg", 2000, 60, True), ("importance", 20_000, 2, True), ("pseudo-gibbs", 2000, 60, False)],
+)
+def test_completion_matches_the_exact_conditional_mean_except_pseudo_gibbs_with_a_poor_encoder(
+    method, k, rounds, close
+):
+    """Metropolis-within-Gibbs and importance sampling are exact in the limit whatever the (broad enough)
+    proposal: within 0.02 of the quadrature (their error over seeds 0-4 is at most 0.007; MwG without the
+    q(z|x) ratio in its acceptance is off by 0.06). Pseudo-Gibbs samples q's law, off by over 0.5 here."""
+    exact = _exact_conditional_mean(_X, _OBSERVED.double())
+    torch.manual_seed(0)
+    filled = complete(_OnePixelLatent(), _X, _OBSERVED, k=k, rounds=rounds, method=method)
+    assert torch.equal(filled[_OBSERVED], _X[_OBSERVED])
+    error = float((filled - exact)[~_OBSERVED].abs().max())
+    assert error < 0.02 if close else error > 0.3

@@ -95,6 +95,18 @@ def test_denoise_command_writes_a_grid_and_bad_input_exits_2(run, tmp_path, caps
     assert "8x8 pixels" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content, message", [(b"not a picture", "cannot be read as an image"),
+                                              (None, "not found")])
+def test_complete_with_a_mask_file_that_is_no_image_exits_2(run, tmp_path, capsys, content, message):
+    mask = tmp_path / "mask.png"
+    if content is not None:
+        mask.write_bytes(content)
+    assert main(["complete", str(run), "--mask", str(mask), "-o", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_objective_denoise_trains_and_bad_spec_is_refused(tmp_path, capsys):
     out = tmp_path / "dvae"
     assert main(["--quiet", "train", "--preset", "digits-mlp", "--out", str(out), "--train.epochs", "1",

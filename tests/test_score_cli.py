@@ -54,3 +54,16 @@ def test_score_unlabelled_data_refuses_auroc(run, tmp_path, capsys):
     assert main(["score", str(run), "--data", f"npz:{tmp_path / 'u.npz'}", "-k", "2",
                  "-o", str(tmp_path / "s.csv")]) == 2
     assert "needs anomaly labels" in capsys.readouterr().err
+
+
+def test_score_on_a_run_trained_without_labels_refuses_anomaly_classes(tmp_path, capsys):
+    from vaekit.data import load_dataset
+
+    np.savez(tmp_path / "u.npz", x_train=load_dataset("digits").train.x.numpy())
+    out = tmp_path / "unlabelled"
+    assert main(["train", "--preset", "digits-mlp", "--out", str(out), "--data", f"npz:{tmp_path / 'u.npz'}",
+                 *TRAIN[:-2]]) == 0
+    capsys.readouterr()
+    assert main(["score", str(out), "--anomaly-classes", "1", "-k", "2", "-o", str(tmp_path / "s.csv")]) == 2
+    assert "needs anomaly labels" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
