@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
         walk.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
         walk.add_argument("--split", default="test", choices=["train", "valid", "test"],
                           help="the split the examples (and the traversal's KL order) come from")
-        walk.add_argument("--data", default=None, metavar="SPEC", help="data spec (default: the run's data set)")
+        walk.add_argument("--data", default=None, metavar="SPEC",
+                          help="data spec (default: the run's data set)")
         walk.add_argument("--label", type=int, default=None,
                           help="class to decode with (conditional models; default: the first example's)")
 
@@ -639,7 +640,8 @@ def cmd_interpolate(ns: argparse.Namespace) -> int:
     from vaekit.viz import save_grid
 
     if ns.steps < 2:
-        raise ConfigError(f"--steps must be >= 2 (the path's two ends), got {ns.steps}", "give e.g. --steps 10")
+        raise ConfigError(f"--steps must be >= 2 (the path's two ends), got {ns.steps}",
+                          "give e.g. --steps 10")
     model, x, y = _walk_inputs(ns, "interpolate")
     xa, xb = _example(x, ns.start, "--from", ns.split), _example(x, ns.end, "--to", ns.split)
     label = _walk_label(ns, model, y, ns.start)
@@ -675,8 +677,9 @@ def cmd_traverse(ns: argparse.Namespace) -> int:
     dims = lw.order_dims(values, ns.dims)
     start = None if ns.start is None else _example(x, ns.start, "--from", ns.split)
     label = _walk_label(ns, model, y, ns.start)
-    base = lw.base_point(model, axes, start, None if start is None or y is None else y[ns.start : ns.start + 1])
-    images = lw.traverse(model, dims, base, axes, ns.span, ns.steps, label).cpu()
+    cond = None if start is None or y is None else y[ns.start : ns.start + 1]
+    base = lw.base_point(model, axes, start, cond)
+    images = lw.traverse(model, dims, base, axes, ns.span, ns.steps, label)[1].cpu()
     if Path(ns.output).suffix.lower() == ".npy":
         _write_array(ns.output, images)
     else:

@@ -62,7 +62,8 @@ def interpolate_latents(za: torch.Tensor, zb: torch.Tensor, steps: int, path: st
     """[steps, d] codes from ``za`` to ``zb`` [d], both ends included, along ``path`` (see the module
     docstring: linear, or slerp with the straight line where the ends leave no great circle)."""
     if steps < 2:
-        raise ConfigError(f"the path needs at least 2 steps (its two ends), got {steps}", "give e.g. --steps 10")
+        raise ConfigError(f"the path needs at least 2 steps (its two ends), got {steps}",
+                          "give e.g. --steps 10")
     if path not in PATHS:
         raise ConfigError(f"unknown path {path!r}", f"use one of: {', '.join(PATHS)}")
     t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
@@ -189,14 +190,16 @@ def decode_means(model: nn.Module, z: torch.Tensor, y: torch.Tensor | None = Non
 def traverse(
     model: nn.Module, dims: list[int], base: torch.Tensor, axes: Axes, span: float, steps: int,
     y: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Decoded traversal [len(dims), steps, *event] (``traversal_codes`` completed by ``full_codes``)."""
-    codes = traversal_codes(base, dims, axes, span, steps)
-    images = decode_means(model, full_codes(model, codes.reshape(-1, axes.units)), y)
-    return images.reshape(len(dims), steps, *images.shape[1:])
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The traversal's latents [len(dims), steps, latent_dim] (``traversal_codes`` completed by
+    ``full_codes``) and their decodings [len(dims), steps, *event]."""
+    z = full_codes(model, traversal_codes(base, dims, axes, span, steps).reshape(-1, axes.units))
+    images = decode_means(model, z, y)
+    return z.reshape(len(dims), steps, -1), images.reshape(len(dims), steps, *images.shape[1:])
 
 
 __all__ = [
-    "ACTIVITY_EXAMPLES", "DIMS_HELP", "MOMENT_DRAWS", "PATHS", "Axes", "base_point", "decode_means", "full_codes",
-    "interpolate_latents", "order_dims", "prior_axes", "require_images", "traversal_codes", "traverse",
+    "ACTIVITY_EXAMPLES", "DIMS_HELP", "MOMENT_DRAWS", "PATHS", "Axes", "base_point", "decode_means",
+    "full_codes", "interpolate_latents", "order_dims", "prior_axes", "require_images", "traversal_codes",
+    "traverse",
 ]
