@@ -603,6 +603,8 @@ def _walk_inputs(ns: argparse.Namespace, what: str):
     if tuple(x.shape[1:]) != tuple(model.event_shape):
         raise DataError(f"the data has examples of shape {tuple(x.shape[1:])}, the model expects "
                         f"{tuple(model.event_shape)}", "use data shaped like the data the run was trained on")
+    if x.shape[0] == 0:
+        raise DataError(f"the {ns.split} split of the data is empty", "give another --split (or --data)")
     return model, x, y
 
 
@@ -666,8 +668,6 @@ def cmd_traverse(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be >= 2, got {ns.steps}", "give e.g. --steps 9")
     model, x, y = _walk_inputs(ns, "traverse")
     axes = lw.prior_axes(model)
-    if x.shape[0] == 0:
-        raise DataError(f"the {ns.split} split is empty: no KL to order the units by", "give another --split")
     activity = dimension_activity(model, x[: lw.ACTIVITY_EXAMPLES],
                                   None if y is None else y[: lw.ACTIVITY_EXAMPLES])
     if activity is None:
