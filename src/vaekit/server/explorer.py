@@ -2,8 +2,8 @@
 
 At start: the model (``vaekit.load``), a seeded subset of a data split, its posterior means, their
 2-D projection for the map and the per-dimension KL that orders the sliders. Afterwards: decode,
-encode, interpolate, sample and reconstruct on request. Inputs are checked here; a bad one raises
-``ExplorerInputError`` carrying the HTTP status that fits it.
+encode, interpolate, traverse, sample and reconstruct on request. Inputs are checked here; a bad one
+raises ``ExplorerInputError`` carrying the HTTP status that fits it.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Explorer:
         self.dim_order = [int(i) for i in np.argsort(-self.activity, kind="stable")]
         self.projection: Projection = fit_projection(self.means, projection, seed)
         self.points = self.projection.transform(self.means)
+        self.axes = lw.prior_axes(self.model, seed)  # what a traversal steps in
 
     @property
     def latent_dim(self) -> int:
@@ -228,7 +229,7 @@ class Explorer:
         most active ones, each over -span .. span prior standard deviations, from the prior mean or
         example ``index``'s posterior mean: latents [rows, steps, d] and their decodings [rows, steps,
         C, H, W], with the units and their activity."""
-        axes = lw.prior_axes(self.model, self.seed)
+        axes = self.axes
         activity = torch.as_tensor(self.activity[: axes.units])
         spec = f"top:{top}" if dims is None else ",".join(map(str, dims))
         try:
