@@ -684,7 +684,7 @@ def cmd_traverse(ns: argparse.Namespace) -> int:
         _write_array(ns.output, images)
     else:
         name = "KL" if kind == "kl" else "var"
-        labelled_rows(images, [f"z{d} {name} {float(values[d]):.3g}" for d in dims]).save(ns.output)
+        labelled_rows(images, [f"z{d}  {name} {float(values[d]):.3g}" for d in dims]).save(ns.output)
     where = "the prior mean" if ns.start is None else f"example {ns.start}"
     _say(ns, f"{len(dims)} units x {ns.steps} steps over +-{ns.span:g} ({axes.meaning}) from {where} "
          f"written to {ns.output}")
