@@ -231,3 +231,26 @@ def test_walks_refuse_table_data(tmp_path, capsys):
                                               "data.binarize": "none", "model.likelihood": "gaussian"})
     assert main(["traverse", str(run), "-o", str(tmp_path / "t.npy")]) == 2
     assert "traverse works on images" in capsys.readouterr().err
+    assert main(["interpolate", str(run), "--from", "0", "--to", "1", "-o", str(tmp_path / "i.npy")]) == 2
+    assert "interpolate works on images" in capsys.readouterr().err
+
+
+def test_conditional_runs_decode_the_class_asked_for(tmp_path, capsys):
+    run = tmp_path / "cond"
+    vaekit.train(run, preset="digits-mlp", **{**TINY, "model.conditional": True})
+    npy = tmp_path / "t.npy"
+    assert main(["traverse", str(run), "-o", str(npy)]) == 2
+    assert "give --label C (or --from I)" in capsys.readouterr().err
+    assert main(["--quiet", "traverse", str(run), "--dims", "2", "--steps", "3", "--label", "3",
+                 "-o", str(npy)]) == 0
+    model = vaekit.load(run)
+    z = torch.zeros(3, 8)
+    z[:, 2] = torch.tensor([-3.0, 0.0, 3.0])
+    expected = model.decode(z, torch.full((3,), 3)).mean.detach()
+    np.testing.assert_allclose(np.load(npy)[0], expected, atol=1e-6)
+    x, y = load_split(run, "test")
+    assert main(["--quiet", "interpolate", str(run), "--from", "0", "--to", "1", "--steps", "2",
+                 "-o", str(npy)]) == 0  # decoded with example 0's class, each end encoded with its own
+    za, zb = model.encode(x[:1], y[:1]).mean, model.encode(x[1:2], y[1:2]).mean
+    expected = model.decode(torch.cat([za, zb]), y[:1].expand(2)).mean.detach()
+    np.testing.assert_allclose(np.load(npy), expected, atol=1e-6)
