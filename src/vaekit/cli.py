@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "one-row .png with the two originals at the ends, or a .npy array [steps, ...] of the "
                        "decodings.", formatter_class=_HelpFormatter)
     w = sub.add_parser("traverse", help="vary one latent unit at a time, one row per unit, ordered by KL",
-                       description="Decode a grid of latents: row r moves unit r from -range to +range prior "
-                       "standard deviations around the prior mean (the prior's marginal moments for a "
+                       description="Decode a grid of latents: each row moves one unit from -range to +range "
+                       "prior standard deviations around the prior mean (the prior's marginal moments for a "
                        "mixture prior; the top layer of a hierarchical model, the layers below at their "
                        "prior means), the other units at the base point: the prior mean, or example I's "
                        "posterior mean with --from. Rows are ordered by the units' mean KL on the split "
@@ -281,14 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--steps", type=int, default=9, help="images per row")
     w.add_argument("--from", dest="start", type=int, default=None, metavar="I",
                    help="base point: example I's posterior mean (default: the prior mean)")
-    for walk in (i, w):
+    for walk, split_help, label_default in (
+        (i, "the split the examples come from", "example I's"),
+        (w, "the split example I comes from and the KL order is taken on", "example I's, with --from"),
+    ):
         walk.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
-        walk.add_argument("--split", default="test", choices=["train", "valid", "test"],
-                          help="the split the examples (and the traversal's KL order) come from")
+        walk.add_argument("--split", default="test", choices=["train", "valid", "test"], help=split_help)
         walk.add_argument("--data", default=None, metavar="SPEC",
                           help="data spec (default: the run's data set)")
         walk.add_argument("--label", type=int, default=None,
-                          help="class to decode with (conditional models; default: the first example's)")
+                          help=f"class to decode with (conditional models; default: {label_default} class)")
 
     v = sub.add_parser("serve", help="open the latent-space explorer web page for a run",
                        description="Serve the latent-space explorer of a run: a web page with a map of "
