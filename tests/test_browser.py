@@ -289,6 +289,22 @@ def test_explorer_page_in_chromium(server, browser, tmp_path):
     assert cells["wall_seconds"][1] == cells["cpu_seconds"][1] == "s"
     b.screenshot(shots / "explorer-facts.png")
 
+    # the traversal: one labelled row per unit, most KL first, starting from the decoder's example;
+    # clicking an image loads its latent into the decoder
+    b.click_element('.tabs button[data-tab="traverse"]')
+    for control, value in (("trav-top", "'3'"), ("trav-steps", "'5'")):
+        b.js(f"document.getElementById('{control}').value = {value}")
+    b.js("document.getElementById('trav-from').checked = true")
+    b.click_element("#trav-run")
+    b.wait_for("document.querySelectorAll('#trav-grid img').length === 15")
+    labels = b.js("[...document.querySelectorAll('#trav-grid .row-label')].map((l) => l.textContent)")
+    assert [label.split(" ")[0] for label in labels] == [f"z{d}" for d in b.js(f"{state}.info.dim_order")[:3]]
+    b.screenshot(shots / "explorer-traverse.png")
+    decodes = b.js(f"{state}.decodes")
+    b.js("document.querySelectorAll('#trav-grid img')[4].click()")  # the first row's last step: +3 sd
+    b.wait_for(f"{state}.decodes > {decodes}")
+    assert b.js(f"{state}.z[{dim}]") == pytest.approx(3.0, abs=1e-5)
+
     latencies = b.js(f"{state}.latencies")
     (shots / "explorer-latency.json").write_text(json.dumps({"slider_to_image_ms": latencies}))
     median = sorted(latencies)[len(latencies) // 2]
@@ -296,5 +312,6 @@ def test_explorer_page_in_chromium(server, browser, tmp_path):
     assert not b.js("document.getElementById('status').classList.contains('error')"), b.js(
         "document.getElementById('status').textContent")
     assert b.errors == []
-    for name in ("explorer.png", "explorer-sample.png", "explorer-reconstruct.png", "explorer-facts.png"):
+    for name in ("explorer.png", "explorer-sample.png", "explorer-reconstruct.png", "explorer-facts.png",
+                 "explorer-traverse.png"):
         assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -30,7 +30,6 @@ from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.evaluation import evaluate_elbo  # noqa: E402
 from vaekit.server import check_port, create_app  # noqa: E402
 from vaekit.server.app import MAX_UPLOAD_BYTES, STATIC_DIR  # noqa: E402
-from vaekit.server.explorer import interpolate_latents  # noqa: E402
 from vaekit.server.projection import PCA, fit_projection  # noqa: E402
 
 TINY = {"train.epochs": 2, "train.progress": False, "model.net.hidden": [32]}
@@ -319,13 +318,6 @@ def test_interpolate_between_examples(client):
     assert r["label"] is None
 
 
-def test_interpolate_fallbacks():
-    a = torch.tensor([1.0, 0.0])
-    for b in (torch.tensor([3.0, 0.0]), torch.zeros(2)):  # parallel, or a zero end: the straight line
-        straight = interpolate_latents(a, b, 3, "linear")
-        np.testing.assert_allclose(interpolate_latents(a, b, 3, "spherical"), straight)
-
-
 @pytest.mark.parametrize(
     "body,status,needle",
     [
@@ -340,6 +332,41 @@ def test_interpolate_fallbacks():
 )
 def test_interpolate_refuses_bad_requests(client, body, status, needle):
     r = client.post("/interpolate", json={"a": {"index": 0}, "b": {"index": 1}, **body})
+    assert r.status_code == status and needle in detail(r)
+
+
+def test_traverse_moves_one_unit_per_row_in_kl_order(client, model, split):
+    info = client.get("/info").json()
+    r = client.post("/traverse", json={"top": 3, "range": 2, "steps": 5, "index": 4}).json()
+    assert [row["dim"] for row in r["rows"]] == info["dim_order"][:3]
+    activity = [info["activity"][d] for d in info["dim_order"][:3]]
+    assert [row["activity"] for row in r["rows"]] == pytest.approx(activity)
+    assert r["values"] == pytest.approx([-2, -1, 0, 1, 2]) and r["activity_kind"] == "kl"
+    base = model.encode(split[0][4:5]).mean[0].detach()
+    for row in r["rows"]:
+        z = base.expand(5, 8).clone()
+        z[:, row["dim"]] = torch.linspace(-2, 2, 5)
+        np.testing.assert_allclose(row["z"], z, atol=1e-5)
+        decoded = model.decode(z).mean.detach()[:, 0].numpy()
+        np.testing.assert_allclose([pixels(im) for im in row["images"]], decoded, atol=1 / 255 + 1e-6)
+    listed = client.post("/traverse", json={"dims": [5, 0], "steps": 2}).json()  # from the prior mean
+    assert [row["dim"] for row in listed["rows"]] == [5, 0]
+    np.testing.assert_allclose(listed["rows"][0]["z"], [[0, 0, 0, 0, 0, -3, 0, 0], [0, 0, 0, 0, 0, 3, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        ({"dims": [8]}, 422, "traversable units are 0..7"),
+        ({"dims": [1, 1]}, 422, "twice"),
+        ({"range": 0}, 422, "range"),
+        ({"steps": 17}, 422, "steps"),
+        ({"index": 999}, 404, "no example #999"),
+        ({"label": 1}, 422, "not conditional"),
+    ],
+)
+def test_traverse_refuses_bad_requests(client, body, status, needle):
+    r = client.post("/traverse", json=body)
     assert r.status_code == status and needle in detail(r)
 
 

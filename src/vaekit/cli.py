@@ -1,5 +1,5 @@
-"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode | denoise | complete |
-serve``.
+"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode | score | denoise |
+complete | interpolate | traverse | serve``.
 
 Thin by design: it parses arguments, calls the library and turns ``VaekitError`` into a short
 message (``--debug`` shows the traceback).
@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import ConfigError, DataError, VaekitError
 
 
 def _field_help(cls: type) -> dict[str, str]:
@@ -251,6 +251,46 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("-n", type=int, default=32, help="number of examples")
         d.add_argument("--seed", type=int, default=0, help="seed of the corruption and of the sampling")
         d.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+
+    from vaekit.applications.latent_walk import DIMS_HELP, PATHS
+
+    i = sub.add_parser("interpolate", help="decode a path between two examples' latents",
+                       description="Encode examples I and J of a split (posterior means), walk from one to "
+                       "the other (linear, or slerp: along the great circle, which keeps the norm typical of "
+                       "a Gaussian prior in high dimensions) and decode each point (likelihood mean): a "
+                       "one-row .png with the two originals at the ends, or a .npy array [steps, ...] of the "
+                       "decodings.", formatter_class=_HelpFormatter)
+    w = sub.add_parser("traverse", help="vary one latent unit at a time, one row per unit, ordered by KL",
+                       description="Decode a grid of latents: each row moves one unit from -range to +range "
+                       "prior standard deviations around the prior mean (the prior's marginal moments for a "
+                       "mixture prior; the top layer of a hierarchical model, the layers below at their "
+                       "prior means), the other units at the base point: the prior mean, or example I's "
+                       "posterior mean with --from. Rows are ordered by the units' mean KL on the split "
+                       "(Var E_q[z|x] where the KL has no per-unit parts). Writes a .png with each row "
+                       "labelled, or a .npy array [rows, steps, ...].", formatter_class=_HelpFormatter)
+    i.add_argument("run_dir", help="the trained run folder")
+    i.add_argument("--from", dest="start", type=int, required=True, metavar="I", help="the first example")
+    i.add_argument("--to", dest="end", type=int, required=True, metavar="J", help="the last example")
+    i.add_argument("--steps", type=int, default=10, help="decoded points on the path, both ends included")
+    i.add_argument("--path", default="linear", choices=list(PATHS),
+                   help="linear: the straight line; slerp: the great circle between the two codes")
+    w.add_argument("run_dir", help="the trained run folder")
+    w.add_argument("--dims", default="top:8", help=DIMS_HELP)
+    w.add_argument("--range", dest="span", type=float, default=3.0, metavar="R",
+                   help="each row spans -R .. +R prior standard deviations")
+    w.add_argument("--steps", type=int, default=9, help="images per row")
+    w.add_argument("--from", dest="start", type=int, default=None, metavar="I",
+                   help="base point: example I's posterior mean (default: the prior mean)")
+    for walk, split_help, label_default in (
+        (i, "the split the examples come from", "example I's"),
+        (w, "the split example I comes from and the KL order is taken on", "example I's, with --from"),
+    ):
+        walk.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
+        walk.add_argument("--split", default="test", choices=["train", "valid", "test"], help=split_help)
+        walk.add_argument("--data", default=None, metavar="SPEC",
+                          help="data spec (default: the run's data set)")
+        walk.add_argument("--label", type=int, default=None,
+                          help=f"class to decode with (conditional models; default: {label_default} class)")
 
     v = sub.add_parser("serve", help="open the latent-space explorer web page for a run",
                        description="Serve the latent-space explorer of a run: a web page with a map of "
@@ -552,6 +592,107 @@ def cmd_complete(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _walk_inputs(ns: argparse.Namespace, what: str):
+    """The model (image data only), the split's examples and labels, for interpolate and traverse."""
+    from vaekit.api import load, load_split
+    from vaekit.applications.latent_walk import require_images
+
+    if Path(ns.output).suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"cannot write {ns.output!r}", "use a .png grid or a .npy array")
+    model = load(ns.run_dir)
+    require_images(model, what)
+    x, y = load_split(ns.run_dir, ns.split, ns.data)
+    if tuple(x.shape[1:]) != tuple(model.event_shape):
+        raise DataError(f"the data has examples of shape {tuple(x.shape[1:])}, the model expects "
+                        f"{tuple(model.event_shape)}", "use data shaped like the data the run was trained on")
+    if x.shape[0] == 0:
+        raise DataError(f"the {ns.split} split of the data is empty", "give another --split (or --data)")
+    return model, x, y
+
+
+def _example(x, index: int, option: str, split: str) -> Any:
+    """Example ``index`` of a split as a batch of one, refused when it is not there."""
+    if not 0 <= index < x.shape[0]:
+        raise ConfigError(f"{option} {index}: the {split} split has examples 0..{x.shape[0] - 1}",
+                          f"give {option} an index in that range")
+    return x[index : index + 1]
+
+
+def _walk_label(ns: argparse.Namespace, model, y, index: int | None) -> Any:
+    """The class a conditional model decodes with: --label, else example ``index``'s label; None for
+    an unconditional model (which refuses --label)."""
+    import torch
+
+    classes = int(getattr(model, "num_classes", 0) or 0)
+    if not classes:
+        if ns.label is not None:
+            raise ConfigError("this model is not conditional, so --label means nothing", "leave out --label")
+        return None
+    if ns.label is not None:
+        if not 0 <= ns.label < classes:
+            raise ConfigError(f"--label {ns.label} is not a class of this model", f"give 0..{classes - 1}")
+        return torch.tensor([ns.label])
+    if index is None or y is None:
+        raise ConfigError("this is a conditional model: it decodes a class", "give --label C (or --from I)")
+    return y[index : index + 1]
+
+
+def cmd_interpolate(ns: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.applications import latent_walk as lw
+    from vaekit.viz import save_grid
+
+    if ns.steps < 2:
+        raise ConfigError(f"--steps must be >= 2 (the path's two ends), got {ns.steps}",
+                          "give e.g. --steps 10")
+    model, x, y = _walk_inputs(ns, "interpolate")
+    xa, xb = _example(x, ns.start, "--from", ns.split), _example(x, ns.end, "--to", ns.split)
+    label = _walk_label(ns, model, y, ns.start)
+    with torch.no_grad():
+        za = model.encode(xa, None if y is None else y[ns.start : ns.start + 1]).mean[0]
+        zb = model.encode(xb, None if y is None else y[ns.end : ns.end + 1]).mean[0]
+    images = lw.decode_means(model, lw.interpolate_latents(za, zb, ns.steps, ns.path), label).cpu()
+    if Path(ns.output).suffix.lower() == ".npy":
+        _write_array(ns.output, images)
+    else:
+        save_grid(torch.cat([xa.cpu(), images, xb.cpu()]), ns.output, nrow=ns.steps + 2)
+    _say(ns, f"{ns.path} path of {ns.steps} steps from example {ns.start} to {ns.end} written to {ns.output}")
+    return 0
+
+
+def cmd_traverse(ns: argparse.Namespace) -> int:
+    from vaekit.applications import latent_walk as lw
+    from vaekit.evaluation import dimension_activity
+    from vaekit.viz import labelled_rows
+
+    if ns.steps < 2:
+        raise ConfigError(f"--steps must be >= 2, got {ns.steps}", "give e.g. --steps 9")
+    model, x, y = _walk_inputs(ns, "traverse")
+    axes = lw.prior_axes(model)
+    activity = dimension_activity(model, x[: lw.ACTIVITY_EXAMPLES],
+                                  None if y is None else y[: lw.ACTIVITY_EXAMPLES])
+    if activity is None:
+        raise DataError("the model gives neither a per-unit KL nor posterior means to order the units by",
+                        "name the units with --dims 0,1,2")
+    values, kind = activity[0][: axes.units], activity[1]
+    dims = lw.order_dims(values, ns.dims)
+    start = None if ns.start is None else _example(x, ns.start, "--from", ns.split)
+    label = _walk_label(ns, model, y, ns.start)
+    cond = None if start is None or y is None else y[ns.start : ns.start + 1]
+    base = lw.base_point(model, axes, start, cond)
+    images = lw.traverse(model, dims, base, axes, ns.span, ns.steps, label)[1].cpu()
+    if Path(ns.output).suffix.lower() == ".npy":
+        _write_array(ns.output, images)
+    else:
+        name = "KL" if kind == "kl" else "var"
+        labelled_rows(images, [f"z{d}  {name} {float(values[d]):.3g}" for d in dims]).save(ns.output)
+    where = "the prior mean" if ns.start is None else f"example {ns.start}"
+    _say(ns, f"{len(dims)} units x {ns.steps} steps over +-{ns.span:g} ({axes.meaning}) from {where} "
+         f"written to {ns.output}")
+    return 0
+
+
 def cmd_presets(ns: argparse.Namespace) -> int:
     from vaekit.config import DEFAULT_PRESET, preset_description, presets
 
@@ -593,6 +734,8 @@ def _run(ns: argparse.Namespace, rest: list[str]) -> int:
         "score": cmd_score,
         "denoise": cmd_denoise,
         "complete": cmd_complete,
+        "interpolate": cmd_interpolate,
+        "traverse": cmd_traverse,
         "serve": cmd_serve,
         "presets": cmd_presets,
     }[ns.command](ns)

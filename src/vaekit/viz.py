@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vaekit.runs.metrics import train_terms
+
+
+def upscale(height: int, min_side: int = 28) -> int:
+    """The whole factor ``grid_image`` scales images of this height by (nearest), to reach min_side."""
+    return max(1, math.ceil(min_side / height))
 
 
 def grid_image(
@@ -27,7 +32,7 @@ def grid_image(
         canvas[:, top : top + h, left : left + w] = x[i]
     arr = (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3])
-    scale = max(1, math.ceil(min_side / h))
+    scale = upscale(h, min_side)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     return img
@@ -35,6 +40,23 @@ def grid_image(
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
     grid_image(images, nrow).save(path)
+
+
+def labelled_rows(rows: torch.Tensor, labels: list[str], pad: int = 2) -> Image.Image:
+    """[R, S, C, H, W] in [0, 1] -> ``grid_image`` with one row of S images per r, and row r's label
+    written left of it, in a white margin as wide as the longest label (Pillow's built-in font)."""
+    r, s, _, h, _ = rows.shape
+    grid = grid_image(rows.reshape(r * s, *rows.shape[2:]), nrow=s, pad=pad)
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(grid)
+    margin = math.ceil(max(measure.textlength(label, font=font) for label in labels)) + 2 * pad
+    out = Image.new(grid.mode, (grid.width + margin, grid.height), 255 if grid.mode == "L" else (255,) * 3)
+    out.paste(grid, (margin, 0))
+    draw, scale, ink = ImageDraw.Draw(out), upscale(h), 0 if grid.mode == "L" else (0, 0, 0)
+    for i, label in enumerate(labels):
+        middle = scale * (pad + i * (h + pad) + h / 2)
+        draw.text((pad, middle), label, fill=ink, font=font, anchor="lm")
+    return out
 
 
 def save_pairs(originals: torch.Tensor, recons: torch.Tensor, path: str | Path, n: int = 16) -> None:

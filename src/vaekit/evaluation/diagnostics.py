@@ -39,6 +39,32 @@ def posterior_means(
     return torch.cat(rows)
 
 
+@torch.no_grad()
+def dimension_activity(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 500, seed: int = 0
+) -> tuple[torch.Tensor, str] | None:
+    """How much each latent dimension is used, float64 [d], and which statistic it is: ``"kl"``, the
+    mean KL(q(z_i|x) || p(z_i)) in nats where the model gives it (``Output.kl_dims``), else
+    ``"variance"``, Var_x E_q[z_i|x] (the active-units statistic); None when the model gives neither.
+    Seeded: a model whose KL parts depend on its posterior draws (hierarchical layers) gives the same
+    numbers for the same seed."""
+    device = model_device(model)
+    kls = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(0, x.shape[0], batch_size):
+            yb = None if y is None else y[i : i + batch_size].to(device)
+            part = model(x[i : i + batch_size].to(device), yb).kl_dims
+            if part is None:
+                break
+            kls.append(part.double().cpu())
+        else:
+            if kls:
+                return torch.cat(kls).mean(0), "kl"
+    means = posterior_means(model, x, y, batch_size)
+    return None if means is None else (active_units(means)[1], "variance")
+
+
 def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, torch.Tensor]:
     """(number of units with Var_x(E_q[z_i|x]) > threshold, the variances [d]); variance over the
     examples with 1/N."""
@@ -46,4 +72,4 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tu
     return int((var > threshold).sum()), var
 
 
-__all__ = ["ACTIVE_THRESHOLD", "active_units", "posterior_means"]
+__all__ = ["ACTIVE_THRESHOLD", "active_units", "dimension_activity", "posterior_means"]

@@ -173,10 +173,12 @@ class TopDown(Prior):
         mean: bool = False,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        top: torch.Tensor | None = None,
     ) -> Walk:
         """Go down the layers under q (bottom-up ``features`` given, top layer first) or p; each z_l
         is taken from ``z``, is the walked distribution's mean, or is mu_l + sigma_l eps_l with eps_l
-        the layer's columns of ``eps`` [n, D] (drawn from ``generator`` when None)."""
+        the layer's columns of ``eps`` [n, D] (drawn from ``generator`` when None); ``top`` [n, d_L],
+        when given, is the top layer's z_L and the rule above applies to the layers below it."""
         s = self.layers[0].update_net.weight.new_zeros(n, self.width)
         given = None if z is None else z.split(self.latent_dims, -1)
         noise = None if eps is None else eps.split(self.latent_dims, -1)
@@ -188,7 +190,9 @@ class TopDown(Prior):
             p = layer.prior(s)
             q = None if features is None else layer.posterior(s, features[i], p)
             dist = p if q is None else q
-            if given is not None:
+            if i == 0 and top is not None:
+                zl = top
+            elif given is not None:
                 zl = given[i]
             elif mean:
                 zl = dist.loc
@@ -220,6 +224,11 @@ class TopDown(Prior):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: z_L ~ N(0, I), then each z_l ~ p(z_l | z_>l)."""
         return self.walk(n, generator=generator).z
+
+    def mean_below(self, top: torch.Tensor) -> torch.Tensor:
+        """Latents [N, D] with top layer ``top`` [N, d_L] and every layer below at the mean of
+        p(z_l | z_>l): the prior's mean path from a chosen top."""
+        return self.walk(top.shape[0], top=top, mean=True).z
 
     def state(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's input s_0 for latents z [N, D]."""

@@ -20,8 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from vaekit.applications.latent_walk import interpolate_latents
 from vaekit.server import schemas as S
-from vaekit.server.explorer import MAX_POINTS, Explorer, ExplorerInputError, interpolate_latents
+from vaekit.server.explorer import MAX_POINTS, Explorer, ExplorerInputError
 from vaekit.server.images import ImageInputError, to_data_urls, to_png_data_url
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -231,7 +232,7 @@ def create_app(
         za, label_a = latent(req.a)
         zb, _ = latent(req.b)
         label = ex.check_label(req.label, fallback=label_a)
-        z = interpolate_latents(za, zb, req.steps, req.path)
+        z = interpolate_latents(za, zb, req.steps, "slerp" if req.path == "spherical" else "linear")
         return {
             "images": to_data_urls(ex.decode(z, label)),
             "z": z.tolist(),
@@ -239,6 +240,15 @@ def create_app(
             "points": ex.map_points(z),
             "label": None if label is None else int(label[0]),
         }
+
+    @app.post("/traverse", response_model=S.TraverseResponse,
+              summary="Decodings moving one latent unit at a time, one row per unit")
+    def traverse(req: S.TraverseRequest) -> dict[str, Any]:
+        res = ex.traverse(req.dims, req.top, req.range, req.steps, req.index, req.label)
+        rows = [{"dim": d, "activity": a, "images": to_data_urls(row), "z": z.tolist()}
+                for d, a, row, z in zip(res["dims"], res["activity"], res["images"], res["z"], strict=True)]
+        return {"rows": rows, "values": res["values"], "activity_kind": ex.activity_kind,
+                "meaning": res["meaning"], "label": res["label"]}
 
     @app.get("/samples", response_model=S.SamplesResponse, summary="Samples from the prior, decoded")
     def samples(

@@ -2,8 +2,8 @@
 
 At start: the model (``vaekit.load``), a seeded subset of a data split, its posterior means, their
 2-D projection for the map and the per-dimension KL that orders the sliders. Afterwards: decode,
-encode, interpolate, sample and reconstruct on request. Inputs are checked here; a bad one raises
-``ExplorerInputError`` carrying the HTTP status that fits it.
+encode, interpolate, traverse, sample and reconstruct on request. Inputs are checked here; a bad one
+raises ``ExplorerInputError`` carrying the HTTP status that fits it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from vaekit.api import load_split
-from vaekit.errors import DataError
-from vaekit.evaluation import evaluate_elbo
+from vaekit.applications import latent_walk as lw
+from vaekit.errors import DataError, VaekitError
+from vaekit.evaluation import dimension_activity, evaluate_elbo, posterior_means
 from vaekit.runs import folder as rd
 from vaekit.runs.report import EVALUATION
 from vaekit.server.images import image_to_input, open_image
@@ -35,21 +36,6 @@ class ExplorerInputError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-def interpolate_latents(za: torch.Tensor, zb: torch.Tensor, steps: int, path: str) -> torch.Tensor:
-    """[steps, d] latents from za to zb: linear (1-t) za + t zb, or spherical (slerp, Shoemake 1985):
-    sin((1-t) w)/sin w za + sin(t w)/sin w zb with cos w = <za, zb>/(|za| |zb|)."""
-    t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
-    a, b = za.double(), zb.double()
-    if path == "spherical":
-        na, nb = a.norm(), b.norm()
-        if na > 0 and nb > 0:
-            omega = torch.arccos(torch.clamp((a @ b) / (na * nb), -1.0, 1.0))
-            if torch.sin(omega) > 1e-6:
-                s = torch.sin(omega)
-                return (torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b).float()
-    return ((1 - t) * a + t * b).float()
 
 
 class Explorer:
@@ -88,6 +74,7 @@ class Explorer:
         self.dim_order = [int(i) for i in np.argsort(-self.activity, kind="stable")]
         self.projection: Projection = fit_projection(self.means, projection, seed)
         self.points = self.projection.transform(self.means)
+        self.axes = lw.prior_axes(self.model, seed)  # what a traversal steps in
 
     @property
     def latent_dim(self) -> int:
@@ -97,22 +84,13 @@ class Explorer:
     def num_classes(self) -> int:
         return int(self.model.num_classes)
 
-    @torch.no_grad()
     def _encode_map_points(self) -> tuple[np.ndarray, np.ndarray, str]:
         """Posterior means of the map's examples and each dimension's activity: the mean KL(q(z_i|x) ||
         p(z_i)) in nats when it is analytic, else Var_x E_q[z_i|x] (the active-units statistic)."""
-        means, kls = [], []
-        with self._rng_lock, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            for i in range(0, len(self.indices), 500):
-                idx = self.indices[i : i + 500]
-                xb, yb = self.x[idx], None if self.y is None else self.y[idx]
-                means.append(self.model.encode(xb, yb).mean)
-                kls.append(self.model(xb, yb).kl_dims)
-        z = torch.cat(means).double().numpy()
-        if all(k is not None for k in kls):
-            return z, torch.cat(kls).double().mean(0).numpy(), "kl"
-        return z, z.var(0), "variance"
+        x, y = self.x[self.indices], None if self.y is None else self.y[self.indices]
+        with self._rng_lock:
+            activity, kind = dimension_activity(self.model, x, y, seed=self.seed)
+        return posterior_means(self.model, x, y, 500).numpy(), activity.numpy(), kind
 
     # ---- checks -------------------------------------------------------------------------------
 
@@ -240,6 +218,36 @@ class Explorer:
             "kl": parts["kl"],
             "nll": -log_px,
             "bits_per_dim": -log_px / (dims * np.log(2.0)),
+        }
+
+    @torch.no_grad()
+    def traverse(
+        self, dims: list[int] | None, top: int, span: float, steps: int, index: int | None,
+        label: int | None,
+    ) -> dict[str, Any]:
+        """A traversal grid (``vaekit.applications.latent_walk``): the units ``dims``, or the ``top``
+        most active ones, each over -span .. span prior standard deviations, from the prior mean or
+        example ``index``'s posterior mean: latents [rows, steps, d] and their decodings [rows, steps,
+        C, H, W], with the units and their activity."""
+        axes = self.axes
+        activity = torch.as_tensor(self.activity[: axes.units])
+        spec = f"top:{top}" if dims is None else ",".join(map(str, dims))
+        try:
+            dims = lw.order_dims(activity, spec)
+        except VaekitError as e:
+            raise ExplorerInputError(e.problem.replace("--dims", "dims")) from None
+        x, fallback, condition = (None, None, None) if index is None else self.example(index)
+        y = self.check_label(label, fallback)
+        base = lw.base_point(self.model, axes, x, condition)
+        z, images = lw.traverse(self.model, dims, base, axes, span, steps, y)
+        return {
+            "images": images,
+            "z": z,
+            "dims": dims,
+            "activity": [float(activity[d]) for d in dims],
+            "values": torch.linspace(-span, span, steps).tolist(),
+            "meaning": axes.meaning,
+            "label": None if y is None else int(y[0]),
         }
 
     def evaluation(self) -> dict[str, Any]:

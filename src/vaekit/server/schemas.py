@@ -69,6 +69,36 @@ class InterpolateResponse(BaseModel):
     label: int | None
 
 
+class TraverseRequest(Strict):
+    """A traversal grid: one row per latent unit, moved from -range to +range prior standard deviations
+    with the other units at the base point (``vaekit.applications.latent_walk``)."""
+
+    dims: list[int] | None = Field(None, min_length=1, max_length=32,
+                                   description="the units, one row each (default: the 'top' most active)")
+    top: int = Field(8, ge=1, le=32, description="without 'dims': this many units, most KL first")
+    range: FiniteFloat = Field(3.0, gt=0, le=10, description="prior standard deviations each side")
+    steps: int = Field(9, ge=2, le=16, description="images per row")
+    index: int | None = Field(None, description="base point: this example's posterior mean (default: the "
+                              "prior mean)")
+    label: int | None = Field(None, description="class to decode with (conditional models; default: the "
+                              "example's)")
+
+
+class TraverseRow(BaseModel):
+    dim: int
+    activity: float = Field(description="the unit's mean KL in nats (or Var E_q[z|x]; see activity_kind)")
+    images: list[Image]
+    z: list[list[float]] = Field(description="each image's latent (all layers, for a hierarchical model)")
+
+
+class TraverseResponse(BaseModel):
+    rows: list[TraverseRow]
+    values: list[float] = Field(description="the steps, in prior standard deviations around the prior mean")
+    activity_kind: Literal["kl", "variance"]
+    meaning: str = Field(description="what the range is measured in, for this model's prior")
+    label: int | None
+
+
 class EncodeResponse(BaseModel):
     image: Image = Field(description="the input as the model sees it (resized, scaled, binarized)")
     z: list[float] = Field(description="posterior mean E_q[z|x]")

@@ -447,6 +447,38 @@ async function runInterpolation() {
   drawMap();
 }
 
+// ---- traversal --------------------------------------------------------------------------------------
+
+async function runTraversal() {
+  const listed = $("trav-dims").value.trim();
+  const body = {
+    range: Number($("trav-range").value), steps: Number($("trav-steps").value), label: condition(),
+  };
+  if (listed) body.dims = listed.split(",").map((d) => Number(d.trim()));
+  else body.top = Number($("trav-top").value);
+  if ($("trav-from").checked) {
+    if (state.selected === null) throw new Error("click a dot on the map first, or untick 'start from'");
+    body.index = state.selected;
+  }
+  const r = await postJSON("/traverse", body);
+  const grid = $("trav-grid");
+  grid.replaceChildren();
+  grid.style.gridTemplateColumns = `auto repeat(${r.values.length}, auto)`;
+  const unit = r.activity_kind === "kl" ? "nats" : "var";
+  for (const row of r.rows) {
+    grid.append(el("span", { class: "row-label", text: `z${row.dim} · ${fmt(row.activity, 2)} ${unit}` }));
+    row.images.forEach((src, i) => {
+      const img = el("img", { class: "pixel", src, alt: `z${row.dim} at ${fmt(r.values[i])}` });
+      img.addEventListener("click", () => {
+        state.selected = null;
+        showLatent(row.z[i], `step ${fmt(r.values[i])} of the traversal of z${row.dim}`).catch(report);
+      });
+      grid.append(img);
+    });
+  }
+  $("trav-hint").textContent = `Each row moves one unit over ${fmt(r.values[0])} … ${fmt(r.values.at(-1))}: ${r.meaning}.`;
+}
+
 // ---- samples ----------------------------------------------------------------------------------------
 
 async function drawSamples() {
@@ -679,6 +711,8 @@ function setupControls() {
   }
   $("interp-steps").addEventListener("input", (e) => { $("interp-steps-out").textContent = e.target.value; });
   $("interp-run").addEventListener("click", () => runInterpolation().catch(report));
+
+  $("trav-run").addEventListener("click", () => runTraversal().catch(report));
 
   $("sample-run").addEventListener("click", () => drawSamples().catch(report));
   $("sample-again").addEventListener("click", () => {
