@@ -25,6 +25,7 @@ from vaekit.runs.checkpoint import remove_stale_temps
 from vaekit.runs.logger import TENSORBOARD_DIR, require_tensorboard
 from vaekit.training import distributed
 from vaekit.training.distributed import World
+from vaekit.training.graph_step import capture_blocker
 from vaekit.training.guard import DivergenceGuard
 from vaekit.training.interrupt import DeferredInterrupt
 from vaekit.training.policy import Forward, Policy, build_optimizer, make_policy, prepare_model
@@ -189,7 +190,8 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
     model = build_model(cfg.model, data.schema).to(device)
     objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch)
-    policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model)
+    blocker = capture_blocker(model, objective, world.active, stream is not None)
+    policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model, blocker)
     prepare_model(model, policy)
     distributed.seed_rank(cfg.train.seed, world)  # after the (identical) initial weights
     on = lambda y: None if y is None else y.to(device)  # noqa: E731
