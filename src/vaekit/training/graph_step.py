@@ -55,8 +55,6 @@ def capture_blocker(
     if getattr(objective, "steady_from", None) is None:
         return (f"the objective {type(objective).__name__} does not declare from which step it stops "
                 "reading the step number (Objective.steady_from)")
-    if not getattr(model, "graph_safe", True):
-        return f"the {type(model).__name__} model declares itself not capturable (graph_safe)"
     return None
 
 
@@ -84,6 +82,7 @@ def fused_adam_step(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
         opt.found_inf = bad
         opt.step()
         return
+    init_adam_state(opt)  # the first step's (never a captured one)
     for group in opt.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
@@ -103,11 +102,10 @@ def fused_adam_step(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
 
 def _plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
     """Adam(fused=True) with the options ``fused_adam_step`` passes (no amsgrad, maximize, decoupled
-    decay, tensor betas), its state made."""
+    decay, tensor betas)."""
     return type(opt) is torch.optim.Adam and all(
         g.get("fused") and not g.get("amsgrad") and not g.get("maximize") and not g.get("differentiable")
         and not g.get("decoupled_weight_decay") and not torch.is_tensor(g["betas"][0])
-        and all(opt.state[p] for p in g["params"])
         for g in opt.param_groups
     )
 

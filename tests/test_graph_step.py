@@ -1,0 +1,274 @@
+"""The capturable training step (training/graph_step.py): it traces as one torch.compile graph with no
+break (no host read, no branch on a device value) for the MLP, conv, hierarchical and IAF models, it
+computes what the loop's eager step computes, and the loop trained through it writes the same run;
+``train.graph`` says why a run keeps the eager step."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+import torch._dynamo
+
+from vaekit.config import make_config
+from vaekit.errors import ConfigError
+from vaekit.training import graph_step
+from vaekit.training.graph_step import DeviceStep, capture_blocker, fused_adam_step
+from vaekit.training.policy import pick_graph
+from vaekit.training.trainer import Trainer
+
+BASE = {"train.progress": False, "train.threads": 1, "train.batch_size": 32, "data.binarize": "dynamic",
+        "train.precision": "fp32", "train.epochs": 2}
+MODELS = {
+    "mlp": {"model.net.hidden": [32]},
+    "conv": {"model.net": "conv", "model.net.channels": [4, 8], "model.net.width": 16},
+    "hierarchical": {"model.name": "hierarchical", "model.latent_dims": [2, 3], "model.width": 16,
+                     "model.net": "mlp", "model.net.hidden": [32]},
+    "iaf": {"model.net.hidden": [32], "model.posterior": "iaf", "model.posterior.steps": 1,
+            "model.posterior.hidden": 16, "model.posterior.context": 4},
+}
+
+
+def trainer(tmp_path, name: str, model: str, **overrides) -> Trainer:
+    cfg = make_config(preset="digits-mlp", overrides=BASE | MODELS[model] | overrides)
+    return Trainer(cfg, tmp_path / name)
+
+
+def batches(t: Trainer, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Index batches of the given sizes from one fixed permutation of the training split."""
+    perm = torch.randperm(t.x_train.shape[0], generator=torch.Generator().manual_seed(5))
+    cuts = torch.tensor((0, *sizes)).cumsum(0).tolist()
+    return [perm[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+def eager_steps(t: Trainer, idxs: list[torch.Tensor]) -> None:
+    """The loop's own eager step (``TrainingLoop._step``) on each batch."""
+    for idx in idxs:
+        t._step(idx, t.x_train.index_select(0, idx))
+        t.state.step += 1
+
+
+def device_step(t: Trainer) -> DeviceStep:
+    c = t.cfg
+    return DeviceStep(t.forward, t.objective, t.opt, t.guard, t.params, t.x_train, t.y_train,
+                      c.data.binarize, c.train.grad_clip, t.policy)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_step_is_one_graph_and_equals_the_eager_step(tmp_path, model):
+    """Three full batches and a partial one: the compiled step (fullgraph: any host read or branch on a
+    device value would be an error) gives the eager loop's parameters, Adam state, epoch sums and guard
+    counts. backend=eager runs dynamo's graph with torch's own kernels, so the noise draws are the same
+    and the numbers agree to float rounding of the sums (float64) and exactly elsewhere."""
+    a, b = trainer(tmp_path, "a", model), trainer(tmp_path, "b", model)
+    idxs = batches(a, (32, 32, 32, 17))
+    torch.manual_seed(1)
+    eager_steps(a, idxs)
+    step = device_step(b)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        compiled = torch.compile(step.__call__, fullgraph=True, dynamic=False, backend="eager")
+        torch.manual_seed(1)
+        for i, idx in enumerate(idxs):
+            compiled(idx, i)
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+        sa, sb = a.opt.state[pa], b.opt.state[pb]
+        assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq")), name
+    b.sums.absorb(step.totals)
+    sums_a, seen_a = a.sums.by_name(a.sums.total())
+    sums_b, seen_b = b.sums.by_name(b.sums.total())
+    assert seen_a == seen_b == 113 and sums_a.keys() == sums_b.keys()
+    for name, value in sums_a.items():
+        assert sums_b[name] == pytest.approx(value, rel=1e-12, abs=1e-9), name
+    assert a.guard.poll() == b.guard.poll() == (0, False)
+
+
+def test_guard_counters_poll_like_the_flags():
+    """count() keeps what check()'s list of flags says at a poll: bad steps since the last poll, and
+    whether a run of max_bad_steps in a row (also one across polls) has happened."""
+    from vaekit.training.guard import DivergenceGuard
+
+    pattern = [0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1]
+    listed, counted = DivergenceGuard(3, 1, 0.5), DivergenceGuard(3, 1, 0.5)
+    for start in (0, 4, 6, 9):
+        for flag in pattern[start:start + 4]:
+            listed.flags.append(torch.tensor(float(flag)))
+            counted.count(torch.tensor(float(flag)))
+        assert listed.poll() == counted.poll()
+        assert listed.bad_run == counted.bad_run
+    assert counted.poll() == listed.poll() == (0, True)  # no new steps: the run of 3 at the end stands
+    counted.reset()
+    assert counted.counters.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_fused_adam_step_is_adam_step(tmp_path):
+    """The kernel call of fused_adam_step updates as Adam(fused=True).step() does, and skips a bad step."""
+    torch.manual_seed(0)
+    w = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    v = [t.detach().clone().requires_grad_() for t in w]
+    opt_w = torch.optim.Adam(w, lr=1e-2, weight_decay=0.1, fused=True)
+    opt_v = torch.optim.Adam(v, lr=1e-2, weight_decay=0.1, fused=True)
+    graph_step.init_adam_state(opt_v)
+    for i in range(4):
+        bad = torch.tensor(float(i == 2))
+        for a, b in zip(w, v, strict=True):
+            a.grad = torch.full_like(a, i + 0.5) * a.detach()
+            b.grad = a.grad.clone()
+        opt_w.found_inf = bad
+        opt_w.step()
+        fused_adam_step(opt_v, bad)
+    for a, b in zip(w, v, strict=True):
+        assert torch.equal(a, b)
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_w.state[a][k], opt_v.state[b][k]), k
+    assert opt_v.state[v[0]]["step"].item() == 3  # the bad step was not counted
+
+
+class EagerGraph:
+    """CapturedStep's interface over the DeviceStep run eagerly: the loop's graph path on a CPU."""
+
+    def __init__(self, step: DeviceStep, interrupt_at: int = -1) -> None:
+        self.step, self.resets, self.interrupt_at = step, 0, interrupt_at
+
+    @property
+    def totals(self):
+        return self.step.totals
+
+    def __call__(self, idx: torch.Tensor, step: int) -> None:
+        if step == self.interrupt_at:  # Ctrl-C: the loop stops after this step and checkpoints
+            os.kill(os.getpid(), signal.SIGINT)
+        self.step(idx, step)
+
+    def reset(self) -> None:
+        self.resets += 1
+        if self.totals.values is not None:
+            self.totals.values.zero_()
+
+
+def test_loop_through_the_device_step_writes_the_same_run(tmp_path):
+    """Two epochs of 47 + 47 + 15 examples... the loop with the graph path's step (its sums absorbed
+    on reads, its guard counters polled) leaves the metrics, checkpoint weights and test ELBO that the
+    eager loop leaves; a mid-epoch checkpoint (checkpoint_every) is part of it."""
+    over = {"train.batch_size": 100, "train.checkpoint_every": 7}
+    a = trainer(tmp_path, "a", "mlp", **over)
+    a.fit()
+    b = trainer(tmp_path, "b", "mlp", **over)
+    b.graph = EagerGraph(device_step(b))
+    b.fit()
+    strip = lambda r: {k: v for k, v in r.items() if k != "train_time_s"}  # noqa: E731
+    ra, rb = ([strip(json.loads(line)) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+              for r in "ab")
+    assert len(ra) == len(rb) == 2
+    for x, y in zip(ra, rb, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert y[k] == pytest.approx(x[k], rel=1e-9), k
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    ea, eb = (json.loads((tmp_path / r / "evaluation.json").read_text())["test"]["elbo"] for r in "ab")
+    assert ea == eb
+
+
+def test_interrupted_graph_path_run_resumes_to_the_eager_run(tmp_path):
+    """Ctrl-C mid-epoch (step 20: epoch 2, batch 6 of 15) on the graph path, then resume on it: the
+    checkpoint carries its device sums and guard counts, and the run ends as the eager run does."""
+    a = trainer(tmp_path, "a", "mlp", **{"train.batch_size": 100})
+    a.fit()
+    b = trainer(tmp_path, "b", "mlp", **{"train.batch_size": 100})
+    b.graph = EagerGraph(device_step(b), interrupt_at=20)
+    with pytest.raises(KeyboardInterrupt):
+        b.fit()
+    assert b.state.step == 21 and b.state.batch == 6
+    b = Trainer.resume(tmp_path / "b")
+    b.graph = EagerGraph(device_step(b))
+    b.fit()
+    ra, rb = ([json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+              for r in "ab")
+    for x, y in zip(ra, rb, strict=True):
+        for k in ("elbo", "train_loss", "train_elbo", "train_recon", "train_kl", "step", "skipped_steps"):
+            assert y[k] == pytest.approx(x[k], rel=1e-9), k
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_rollback_through_the_device_step_resets_the_graph(tmp_path):
+    """A run whose loss turns non-finite: the guard's device counters trip the rollback as the flags
+    do, the graph is reset, and the learning rate is lowered."""
+    a = trainer(tmp_path, "a", "mlp", **{"train.max_bad_steps": 2, "train.max_rollbacks": 1,
+                                        "train.batch_size": 100, "train.epochs": 1})
+    a.graph = graph = EagerGraph(device_step(a))
+    objective = a.objective
+    step_of_trouble = 3
+
+    def poisoned(out, step):
+        loss, terms = objective(out, step)
+        return (loss * float("nan") if step >= step_of_trouble else loss), terms
+
+    a.objective = a.graph.step.objective = poisoned
+    poisoned.samples, poisoned.steady_from = objective.samples, 0
+    with pytest.raises(Exception, match="diverged"):
+        a.fit()
+    assert graph.resets == 1
+    assert a.state.rollbacks == 1 and a.state.skipped_steps >= 2
+
+
+@pytest.mark.parametrize(("name", "device", "blocker", "says"), [
+    ("auto", "cpu", None, "a CUDA graph needs a CUDA device, this run is on cpu"),
+    ("on", "cuda", "train.streaming copies each batch from host memory", "train.streaming"),
+    (False, "cuda", None, "train.graph=off"),
+    ("auto", "cuda", None, "full batches replay one captured CUDA graph"),
+])
+def test_graph_choice_says_why(name, device, blocker, says):
+    on, reason = pick_graph(name, torch.device(device), blocker)
+    assert on == (says.startswith("full")) and says in reason
+
+
+def test_unknown_graph_switch_is_refused():
+    with pytest.raises(ConfigError, match="train.graph"):
+        pick_graph("sometimes", torch.device("cuda"), None)
+
+
+def test_blockers_name_ddp_streaming_and_step_dependent_objectives(tmp_path):
+    t = trainer(tmp_path, "a", "mlp")
+    assert capture_blocker(t.model, t.objective, False, False) is None
+    assert "DDP" in capture_blocker(t.model, t.objective, True, False)
+    assert "streaming" in capture_blocker(t.model, t.objective, False, True)
+    plain = type("Plain", (), {"samples": 1})()
+    assert "steady_from" in capture_blocker(t.model, plain, False, False)
+    warm = trainer(tmp_path, "w", "mlp", **{"objective.warmup_epochs": 2.0})
+    assert warm.objective.steady_from == 2 * math.ceil(len(warm.data.train) / 32)  # two epochs of steps
+
+
+def test_cpu_run_prints_and_records_why_it_keeps_the_eager_step(tmp_path, capsys):
+    t = trainer(tmp_path, "a", "mlp", **{"train.epochs": 1})
+    t.fit()
+    banner = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("training "))
+    assert "eager step (train.graph=auto: a CUDA graph needs a CUDA device, this run is on cpu)" in banner
+    policy = json.loads((tmp_path / "a" / "policy.json").read_text())["sessions"][0]
+    assert policy["graph"] is False and "needs a CUDA device" in policy["graph_reason"]
+    assert t.graph is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_captured_run_equals_the_eager_run_on_cuda(tmp_path, model):
+    """On a GPU: the run with train.graph=on (warm-up, capture, replays, eager partial batches) leaves
+    the eager run's metrics and weights: the same kernels and the same noise from the same generator."""
+    over = {"train.device": "cuda", "train.compile": False, "train.batch_size": 16, "train.epochs": 3}
+    a = trainer(tmp_path, "a", model, **over, **{"train.graph": False})
+    a.fit()
+    b = trainer(tmp_path, "b", model, **over, **{"train.graph": True})
+    assert b.policy.graph, b.policy.graph_reason
+    b.fit()
+    assert b.graph.graph is not None and not b.graph.failed
+    ra, rb = ((tmp_path / r / "metrics.jsonl").read_text().splitlines() for r in "ab")
+    strip = lambda r: {k: v for k, v in json.loads(r).items() if k != "train_time_s"}  # noqa: E731
+    for x, y in zip(ra, rb, strict=True):
+        assert strip(y) == pytest.approx(strip(x), rel=1e-6)
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-6), name
