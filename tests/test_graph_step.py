@@ -30,6 +30,9 @@ MODELS = {
                      "model.net": "mlp", "model.net.hidden": [32]},
     "iaf": {"model.net.hidden": [32], "model.posterior": "iaf", "model.posterior.steps": 1,
             "model.posterior.hidden": 16, "model.posterior.context": 4},
+    "iwae-tc": {"model.net.hidden": [32], "objective.name": "iwae", "objective.samples": 3,
+                "objective.tc_weight": 1.0, "train.grad_clip": 1.0},
+    "denoise-mmd": {"model.net.hidden": [32], "objective.denoise": "flip:0.1", "objective.mmd_weight": 10.0},
 }
 
 

@@ -59,11 +59,11 @@ def capture_blocker(
 
 
 def init_adam_state(opt: torch.optim.Optimizer) -> None:
-    """Create fused Adam's state for every parameter that has none, as its first ``step`` would
-    (a device step count, zero moments): a captured step must not allocate it."""
+    """Create fused Adam's state for every parameter with a gradient and no state, as its first
+    ``step`` would (a device step count, zero moments): a captured step must not allocate it."""
     for group in opt.param_groups:
         for p in group["params"]:
-            if not opt.state[p]:
+            if p.grad is not None and not opt.state[p]:
                 opt.state[p] = {
                     "step": torch.zeros((), dtype=torch.float32, device=p.device),
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),

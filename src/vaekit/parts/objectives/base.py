@@ -17,9 +17,9 @@ class Objective:
     """
 
     samples: int = 1
-    # the step from which __call__ no longer depends on ``step`` (None: it may at any step). A training
-    # step captured as one CUDA graph (train.graph) replays one step's computation, so it is used from
-    # this step on
+    # the step from which __call__ no longer depends on ``step`` and does the same tensor work at every
+    # call, with no Python state of its own changing (None: not declared). A training step captured as
+    # one CUDA graph (train.graph) replays one call's kernels, so it is used from this step on
     steady_from: int | None = None
 
     def __call__(self, output: Output, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
