@@ -1,6 +1,7 @@
 """The capturable training step (training/graph_step.py): it traces as one torch.compile graph with no
 break (no host read, no branch on a device value) for the MLP, conv, hierarchical and IAF models, it
-computes what the loop's eager step computes, and the loop trained through it writes the same run;
+computes what the loop's eager step computes (also conditional, IWAE, penalized and denoising runs),
+and the loop trained through it writes the same run;
 ``train.graph`` says why a run keeps the eager step."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 import torch._dynamo
 
 from vaekit.config import make_config
-from vaekit.errors import ConfigError
+from vaekit.data.base import DataSet, Split
+from vaekit.errors import ConfigError, DataError
 from vaekit.training import graph_step
 from vaekit.training.graph_step import DeviceStep, capture_blocker, fused_adam_step
 from vaekit.training.policy import pick_graph
@@ -32,6 +34,9 @@ MODELS = {
             "model.posterior.hidden": 16, "model.posterior.context": 4},
     "iwae-tc": {"model.net.hidden": [32], "objective.name": "iwae", "objective.samples": 3,
                 "objective.tc_weight": 1.0, "train.grad_clip": 1.0},
+    "hierarchical-resnet-cond": {"model.name": "hierarchical", "model.latent_dims": [2, 3], "model.width": 16,
+                                 "model.net": "resnet", "model.net.channels": [4, 8], "model.net.width": 16,
+                                 "model.conditional": True},
     "denoise-mmd": {"model.net.hidden": [32], "objective.denoise": "flip:0.1", "objective.mmd_weight": 10.0},
 }
 
@@ -275,3 +280,17 @@ def test_captured_run_equals_the_eager_run_on_cuda(tmp_path, model):
         assert strip(y) == pytest.approx(strip(x), rel=1e-6)
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-6), name
+
+
+def test_labels_out_of_range_are_refused_before_training(tmp_path):
+    """The step's forward cannot read labels on the host while captured or traced, so the session
+    checks every split's labels once when it is built."""
+    x = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8)
+    y = torch.zeros(30, dtype=torch.long)
+    y[7] = 3
+    data = DataSet("toy", Split(x[:10], y[:10]), Split(x[10:20], y[10:20]), Split(x[20:], y[20:]),
+                   "image", 256, 2)
+    cfg = make_config(overrides=BASE | MODELS["mlp"] | {"model.conditional": True})
+    with pytest.raises(DataError, match=r"the train split's y has labels outside 0\.\.1 \(found 0\.\.3\)"):
+        Trainer(cfg, tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()

@@ -17,6 +17,7 @@ from vaekit.data.streaming import FolderStream, open_folder_stream
 from vaekit.data.transforms import check_mode, eval_view, training_form
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import VAE, build_model
+from vaekit.models.inputs import as_labels
 from vaekit.models.sizes import check_model_fits, event_values
 from vaekit.parts.objectives import Objective, build_objective
 from vaekit.paths import refuse_outside_links
@@ -61,6 +62,7 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
         raise DataError(f"data set {data.name!r} has no training examples", "check the data source")
     check_mode(cfg.data.binarize)
     check_finite_rows(data)
+    check_labels(data)
     if cfg.model.likelihood.name == "bernoulli" and data.train.x.dtype != torch.uint8:
         lo, hi = float(data.train.x.min()), float(data.train.x.max())
         if lo < 0 or hi > 1:
@@ -80,6 +82,17 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
             f"{cfg.data.binarize!r}",
             "set data.binarize=none, or use model.likelihood=bernoulli for binarized data",
         )
+
+
+def check_labels(data: DataSet) -> None:
+    """Refuse labels outside 0..num_classes-1 once, before training: a step captured as a CUDA graph
+    or traced by torch.compile cannot read them on the host (``models.inputs.as_labels``)."""
+    if not data.num_classes:
+        return
+    for split in ("train", "valid", "test"):
+        y = data.split(split).y
+        if y is not None:
+            as_labels(y, len(y), data.num_classes, torch.device("cpu"), name=f"the {split} split's y")
 
 
 def check_finite_rows(data: DataSet) -> None:
