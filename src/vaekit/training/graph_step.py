@@ -153,6 +153,7 @@ class CapturedStep:
         self.idx: torch.Tensor | None = None  # the captured index buffer
         self.warm = 0
         self.failed = False
+        self.replays = 0  # steps run by replaying the graph (the captured one included)
 
     @property
     def totals(self) -> StepTotals:
@@ -164,6 +165,7 @@ class CapturedStep:
         elif self.graph is not None:
             self.idx.copy_(idx)
             self.graph.replay()
+            self.replays += 1
         elif self.warm < WARMUP_STEPS:
             self._warm_up(idx, step)
         else:
@@ -195,6 +197,7 @@ class CapturedStep:
             return
         self.graph = graph
         graph.replay()
+        self.replays += 1
 
     def reset(self) -> None:
         """Forget the graph and the sums since the last read (after a rollback: new optimizer state, a
