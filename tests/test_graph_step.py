@@ -6,6 +6,7 @@ and the loop trained through it writes the same run;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,9 +18,10 @@ import torch._dynamo
 
 from vaekit.config import make_config
 from vaekit.data.base import DataSet, Split
-from vaekit.errors import ConfigError, DataError
+from vaekit.errors import ConfigError, DataError, DivergenceError
+from vaekit.runs.checkpoint import load_tensors
 from vaekit.training import graph_step
-from vaekit.training.graph_step import DeviceStep, capture_blocker, fused_adam_step
+from vaekit.training.graph_step import CapturedStep, DeviceStep, capture_blocker, fused_adam_step
 from vaekit.training.policy import pick_graph
 from vaekit.training.trainer import Trainer
 
@@ -137,92 +139,130 @@ def test_fused_adam_step_is_adam_step(tmp_path):
     assert opt_v.state[v[0]]["step"].item() == 3  # the bad step was not counted
 
 
-class EagerGraph:
-    """CapturedStep's interface over the DeviceStep run eagerly: the loop's graph path on a CPU."""
+class Recorded:
+    """A CUDA graph's stand-in on a CPU: recording runs nothing, each ``replay`` runs what was recorded
+    (the step on the captured index buffer), so CapturedStep's warm-up, capture, buffer copies,
+    eager partial batches and resets run as on a GPU."""
 
-    def __init__(self, step: DeviceStep, interrupt_at: int = -1) -> None:
-        self.step, self.resets, self.interrupt_at = step, 0, interrupt_at
+    made: list[Recorded] = []
 
-    @property
-    def totals(self):
-        return self.step.totals
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        Recorded.made.append(self)
+
+    def replay(self) -> None:
+        self.fn()
+
+
+@pytest.fixture
+def cpu_graphs(monkeypatch):
+    Recorded.made = []
+    monkeypatch.setattr(graph_step, "capture", Recorded)
+    monkeypatch.setattr(graph_step, "side_stream", contextlib.nullcontext)
+    return Recorded.made
+
+
+class Interrupting(CapturedStep):
+    """Ctrl-C before step ``at``: the loop stops after that step and checkpoints."""
+
+    at = -1
 
     def __call__(self, idx: torch.Tensor, step: int) -> None:
-        if step == self.interrupt_at:  # Ctrl-C: the loop stops after this step and checkpoints
+        if step == self.at:
             os.kill(os.getpid(), signal.SIGINT)
-        self.step(idx, step)
-
-    def reset(self) -> None:
-        self.resets += 1
-        if self.totals.values is not None:
-            self.totals.values.zero_()
+        super().__call__(idx, step)
 
 
-def test_loop_through_the_device_step_writes_the_same_run(tmp_path):
-    """Two epochs of 47 + 47 + 15 examples... the loop with the graph path's step (its sums absorbed
-    on reads, its guard counters polled) leaves the metrics, checkpoint weights and test ELBO that the
-    eager loop leaves; a mid-epoch checkpoint (checkpoint_every) is part of it."""
-    over = {"train.batch_size": 100, "train.checkpoint_every": 7}
-    a = trainer(tmp_path, "a", "mlp", **over)
-    a.fit()
-    b = trainer(tmp_path, "b", "mlp", **over)
-    b.graph = EagerGraph(device_step(b))
-    b.fit()
-    strip = lambda r: {k: v for k, v in r.items() if k != "train_time_s"}  # noqa: E731
-    ra, rb = ([strip(json.loads(line)) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
-              for r in "ab")
-    assert len(ra) == len(rb) == 2
+def captured(t: Trainer, cls: type[CapturedStep] = CapturedStep) -> CapturedStep:
+    return cls(device_step(t), t.cfg.train.batch_size, t.objective.steady_from)
+
+
+def same_run(tmp_path, a: str, b: str) -> None:
+    """Runs a and b left the same metrics (to float64 rounding of the sums) and the same weights."""
+    ra, rb = ([{k: v for k, v in json.loads(line).items() if k != "train_time_s"}
+               for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in (a, b))
+    assert len(ra) == len(rb) > 0
     for x, y in zip(ra, rb, strict=True):
         assert x.keys() == y.keys()
         for k in x:
-            assert y[k] == pytest.approx(x[k], rel=1e-9), k
-    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
-        assert torch.equal(pa, pb), name
-    ea, eb = (json.loads((tmp_path / r / "evaluation.json").read_text())["test"]["elbo"] for r in "ab")
-    assert ea == eb
+            assert y[k] == (pytest.approx(x[k], rel=1e-9) if isinstance(x[k], float) else x[k]), k
+    wa, wb = (load_tensors(tmp_path / r / "model.safetensors")[0] for r in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_interrupted_graph_path_run_resumes_to_the_eager_run(tmp_path):
+@pytest.mark.parametrize("warmup_epochs", [0.0, 1.0])
+def test_loop_through_the_captured_step_writes_the_same_run(tmp_path, cpu_graphs, warmup_epochs):
+    """Two epochs of 14 full batches of 100 and one of 37: three warm-up steps, one capture, replays
+    of the captured index buffer, the partial batches eagerly, the sums absorbed and the guard's
+    counters polled on reads, mid-epoch checkpoints: the run the eager loop writes. With a one-epoch
+    KL warm-up (steady_from = 15) the objective reads the step, so capture waits for epoch 2."""
+    over = {"train.batch_size": 100, "train.checkpoint_every": 7, "objective.warmup_epochs": warmup_epochs}
+    trainer(tmp_path, "a", "mlp", **over).fit()
+    b = trainer(tmp_path, "b", "mlp", **over)
+    b.graph = graph = captured(b)
+    b.fit()
+    same_run(tmp_path, "a", "b")
+    full_steps = (2 if warmup_epochs == 0 else 1) * 14
+    assert len(cpu_graphs) == 1 and graph.replays == full_steps - graph_step.WARMUP_STEPS
+
+
+def test_a_failed_capture_goes_on_with_the_eager_step(tmp_path, cpu_graphs, monkeypatch, capsys):
+    def refuse(fn):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(graph_step, "capture", refuse)
+    over = {"train.batch_size": 100}
+    trainer(tmp_path, "a", "mlp", **over).fit()
+    b = trainer(tmp_path, "b", "mlp", **over)
+    b.graph = captured(b)
+    b.fit()
+    same_run(tmp_path, "a", "b")
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line for line in err if "capturing the training step" in line]
+    assert warnings == ["warning: capturing the training step as a CUDA graph failed (operation not "
+                        "permitted when stream is capturing); training with the eager step"]
+    assert b.graph.failed and b.graph.replays == 0
+
+
+def test_interrupted_captured_run_resumes_to_the_eager_run(tmp_path, cpu_graphs):
     """Ctrl-C mid-epoch (step 20: epoch 2, batch 6 of 15) on the graph path, then resume on it: the
     checkpoint carries its device sums and guard counts, and the run ends as the eager run does."""
-    a = trainer(tmp_path, "a", "mlp", **{"train.batch_size": 100})
-    a.fit()
+    trainer(tmp_path, "a", "mlp", **{"train.batch_size": 100}).fit()
     b = trainer(tmp_path, "b", "mlp", **{"train.batch_size": 100})
-    b.graph = EagerGraph(device_step(b), interrupt_at=20)
+    b.graph = captured(b, Interrupting)
+    b.graph.at = 20
     with pytest.raises(KeyboardInterrupt):
         b.fit()
     assert b.state.step == 21 and b.state.batch == 6
     b = Trainer.resume(tmp_path / "b")
-    b.graph = EagerGraph(device_step(b))
+    b.graph = captured(b)
     b.fit()
-    ra, rb = ([json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
-              for r in "ab")
-    for x, y in zip(ra, rb, strict=True):
-        for k in ("elbo", "train_loss", "train_elbo", "train_recon", "train_kl", "step", "skipped_steps"):
-            assert y[k] == pytest.approx(x[k], rel=1e-9), k
-    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
-        assert torch.equal(pa, pb), name
+    same_run(tmp_path, "a", "b")
+    assert len(cpu_graphs) == 2  # captured again by the resumed session
 
 
-def test_rollback_through_the_device_step_resets_the_graph(tmp_path):
-    """A run whose loss turns non-finite: the guard's device counters trip the rollback as the flags
-    do, the graph is reset, and the learning rate is lowered."""
+class Poisoning(CapturedStep):
+    """A weight set to NaN before step 6 (in place, as a diverging update would leave it): every later
+    step's loss and gradients are NaN and skipped."""
+
+    def __call__(self, idx: torch.Tensor, step: int) -> None:
+        if step == 6:
+            with torch.no_grad():
+                self.step.params[0].view(-1)[0] = float("nan")
+        super().__call__(idx, step)
+
+
+def test_rollback_through_the_captured_step_captures_again(tmp_path, cpu_graphs):
+    """The guard's device counters trip the rollback at the epoch's end as its list of flags does; the
+    graph is dropped and captured again on the reloaded optimizer state, and the second rollback ends
+    the run with the guard's error."""
     a = trainer(tmp_path, "a", "mlp", **{"train.max_bad_steps": 2, "train.max_rollbacks": 1,
                                         "train.batch_size": 100, "train.epochs": 1})
-    a.graph = graph = EagerGraph(device_step(a))
-    objective = a.objective
-    step_of_trouble = 3
-
-    def poisoned(out, step):
-        loss, terms = objective(out, step)
-        return (loss * float("nan") if step >= step_of_trouble else loss), terms
-
-    a.objective = a.graph.step.objective = poisoned
-    poisoned.samples, poisoned.steady_from = objective.samples, 0
-    with pytest.raises(Exception, match="diverged"):
+    a.graph = captured(a, Poisoning)
+    with pytest.raises(DivergenceError, match="diverged at step 15"):
         a.fit()
-    assert graph.resets == 1
-    assert a.state.rollbacks == 1 and a.state.skipped_steps >= 2
+    assert len(cpu_graphs) == 2 and a.state.rollbacks == 1
+    assert a.state.skipped_steps == 2 * 9  # steps 6..14 of each try
 
 
 @pytest.mark.parametrize(("name", "device", "blocker", "says"), [

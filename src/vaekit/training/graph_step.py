@@ -24,8 +24,9 @@ change (a rollback reloads the optimizer state and lowers the learning rate).
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -110,6 +111,26 @@ def _plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
     )
 
 
+def capture(fn: Callable[[], None]) -> torch.cuda.CUDAGraph:
+    """``fn``'s kernels recorded as one CUDA graph on the current device (recording runs nothing;
+    ``replay()`` runs them). Host reads and synchronisations inside ``fn`` raise here."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
+
+
+@contextlib.contextmanager
+def side_stream() -> Iterator[None]:
+    """Run the block on a fresh CUDA stream that starts after, and is waited for by, the current one:
+    torch's recipe for the warm-up steps before a capture."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        yield
+    torch.cuda.current_stream().wait_stream(side)
+
+
 class DeviceStep:
     """One training step on a batch given by its indices into the resident training data, with no
     host read: ``__call__(idx, step)`` updates the parameters, the optimizer state, the guard's device
@@ -172,11 +193,8 @@ class CapturedStep:
             self._capture(idx, step)
 
     def _warm_up(self, idx: torch.Tensor, step: int) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with side_stream():
             self.step(idx, step)
-        torch.cuda.current_stream().wait_stream(side)
         self.warm += 1
 
     def _capture(self, idx: torch.Tensor, step: int) -> None:
@@ -185,13 +203,13 @@ class CapturedStep:
         self.idx = idx.clone()
         for p in self.step.params:  # the gradients are then allocated in the graph's own memory pool
             p.grad = None
-        graph = torch.cuda.CUDAGraph()
+        static = self.idx
         try:
-            with torch.cuda.graph(graph):
-                self.step(self.idx, step)
+            graph = capture(lambda: self.step(static, step))
         except RuntimeError as e:
             self.failed, self.idx = True, None
-            print(f"warning: capturing the training step as a CUDA graph failed ({str(e).splitlines()[0]}); "
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            print(f"warning: capturing the training step as a CUDA graph failed ({why}); "
                   "training with the eager step", file=sys.stderr)
             self.step(idx, step)
             return
@@ -207,4 +225,5 @@ class CapturedStep:
             self.totals.values.zero_()
 
 
-__all__ = ["CapturedStep", "DeviceStep", "capture_blocker", "fused_adam_step", "init_adam_state"]
+__all__ = ["CapturedStep", "DeviceStep", "capture", "capture_blocker", "fused_adam_step", "init_adam_state",
+           "side_stream"]
