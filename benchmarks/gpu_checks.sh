@@ -46,7 +46,7 @@ if want graph; then
     else
         steps=(--steps 300 --reps 1) res=throughput-gpu-graph
     fi
-    stage graph_tests 150 "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
+    stage graph_tests 240 "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
     stage graph_b128 240 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 \
         --systems vaekit vaekit-eager plain pythae --out "$res-b128"
     stage graph_b20 120 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp --batch 20 \

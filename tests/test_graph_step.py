@@ -303,17 +303,19 @@ def test_cpu_run_prints_and_records_why_it_keeps_the_eager_step(tmp_path, capsys
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
-@pytest.mark.parametrize("model", ["mlp", "conv"])
-def test_captured_run_equals_the_eager_run_on_cuda(tmp_path, model, monkeypatch):
+@pytest.mark.parametrize(("model", "compiled"), [("mlp", False), ("conv", False), ("mlp", True)])
+def test_captured_run_equals_the_eager_run_on_cuda(tmp_path, model, compiled, monkeypatch):
     """On a GPU: the run with train.graph=on (warm-up, capture, replays, eager partial batches) leaves
     the eager run's metrics and weights: the same kernels and the same noise from the same generator.
-    cuDNN's autotuner is off and its algorithms deterministic, so the two runs pick the same kernels."""
+    cuDNN's autotuner is off and its algorithms deterministic, so the two runs pick the same kernels.
+    With torch.compile both runs use inductor's kernels and its noise: a graph that replayed the noise
+    of its capture instead of drawing afresh would part from the eager run here."""
     from vaekit.training import speed
 
     monkeypatch.setattr(speed, "OFF", speed.OFF | {"cudnn_benchmark"})
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    over = {"train.device": "cuda", "train.compile": False, "train.batch_size": 16, "train.epochs": 2}
+    over = {"train.device": "cuda", "train.compile": compiled, "train.batch_size": 16, "train.epochs": 2}
     a = trainer(tmp_path, "a", model, **over, **{"train.graph": False})
     a.fit()
     b = trainer(tmp_path, "b", model, **over, **{"train.graph": True})
