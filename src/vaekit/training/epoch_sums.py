@@ -39,6 +39,7 @@ class EpochSums:
         self.sizes: list[int] = []
         self._terms = set(self.names[1:])
         self._checked = False
+        self._at: dict[tuple[int, ...], torch.Tensor] = {}  # where ``absorb`` adds a StepTotals' values
 
     @torch.no_grad()
     def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], bad: torch.Tensor, n: int) -> None:
@@ -74,8 +75,10 @@ class EpochSums:
         if totals.values is None:
             return
         self._add_names([name for name in totals.names[1:] if name not in self._terms])
-        at = [self.names.index(name) for name in totals.names] + [len(self.names)]
-        self.sums.index_add_(0, torch.tensor(at, device=self.sums.device), totals.values)
+        at = (*(self.names.index(name) for name in totals.names), len(self.names))
+        if at not in self._at:  # made once an epoch: a copy to the device
+            self._at[at] = torch.tensor(at, device=self.sums.device)
+        self.sums.index_add_(0, self._at[at], totals.values)
         totals.values.zero_()
 
     @torch.no_grad()
