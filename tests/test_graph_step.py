@@ -283,11 +283,11 @@ def test_unknown_graph_switch_is_refused():
 
 def test_blockers_name_ddp_streaming_and_step_dependent_objectives(tmp_path):
     t = trainer(tmp_path, "a", "mlp")
-    assert capture_blocker(t.model, t.objective, False, False) is None
-    assert "DDP" in capture_blocker(t.model, t.objective, True, False)
-    assert "streaming" in capture_blocker(t.model, t.objective, False, True)
+    assert capture_blocker(t.objective, False, False) is None
+    assert "DDP" in capture_blocker(t.objective, True, False)
+    assert "streaming" in capture_blocker(t.objective, False, True)
     plain = type("Plain", (), {"samples": 1})()
-    assert "steady_from" in capture_blocker(t.model, plain, False, False)
+    assert "steady_from" in capture_blocker(plain, False, False)
     warm = trainer(tmp_path, "w", "mlp", **{"objective.warmup_epochs": 2.0})
     assert warm.objective.steady_from == 2 * math.ceil(len(warm.data.train) / 32)  # two epochs of steps
 

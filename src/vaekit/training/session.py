@@ -203,7 +203,7 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
     model = build_model(cfg.model, data.schema).to(device)
     objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch)
-    blocker = capture_blocker(model, objective, world.active, stream is not None)
+    blocker = capture_blocker(objective, world.active, stream is not None)
     policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model, blocker)
     prepare_model(model, policy)
     distributed.seed_rank(cfg.train.seed, world)  # after the (identical) initial weights
