@@ -6,7 +6,7 @@
 #   3. the captured training step (issue 21): the CUDA tests of tests/test_graph_step.py (a
 #      train.graph=on run equals the eager run), then throughput.py with vaekit (the CUDA graph step)
 #      against vaekit-eager (train.graph=false), the plain loop and pythae: MLP and conv at batch 128,
-#      the MLP at batch 20 and in bf16, then the 5-epoch test-ELBO check of the MLP (~13 min at most),
+#      the MLP at batch 20 and in bf16, then the 5-epoch test-ELBO check of the MLP (9.5 min at most),
 #   4. training throughput against the plain loop and pythae (throughput.py, one round).
 # Each stage has its own time limit, so one that fails or hangs leaves the others their time.
 #
@@ -15,8 +15,9 @@
 #   SMOKE=1 STAGES="graph" bash benchmarks/gpu_checks.sh   # a few steps each, also on a CPU (results in /tmp)
 #
 # MLP_RUN: a trained mnist-mlp run folder for the evaluation-speed weights (default: untrained).
-# Results: benchmarks/results/{eval_speed,throughput}-gpu.json and mnist_nll_gpu-ROW.json; logs in
-# $LOGS (default /tmp/vaekit-gpu-logs). MNIST comes from ../shared/data or VAEKIT_MNIST_NPZ.
+# Results: benchmarks/results/{eval_speed,throughput}-gpu.json, throughput-gpu-graph-*.json and
+# mnist_nll_gpu-ROW.json; logs in $LOGS (default /tmp/vaekit-gpu-logs); both are also copied to $OUT
+# when it is set (a lent machine's output folder). MNIST comes from ../shared/data or VAEKIT_MNIST_NPZ.
 set -uo pipefail
 cd "$(dirname "$0")"
 MINUTES=${1:-4}
@@ -46,14 +47,14 @@ if want graph; then
     else
         steps=(--steps 300 --reps 1) res=throughput-gpu-graph
     fi
-    stage graph_tests 240 "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
-    stage graph_b128 240 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 \
+    stage graph_tests 120 "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
+    stage graph_b128 180 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 \
         --systems vaekit vaekit-eager plain pythae --out "$res-b128"
-    stage graph_b20 120 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp --batch 20 \
+    stage graph_b20 80 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp --batch 20 \
         --systems vaekit vaekit-eager plain --out "$res-b20"
-    stage graph_bf16 100 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp \
+    stage graph_bf16 70 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp \
         --systems vaekit vaekit-eager plain --vaekit-set train.precision=bf16 --out "$res-bf16"
-    [[ -n $SMOKE ]] || stage graph_elbo 180 "$PY" throughput.py --steps 10 --reps 1 --models mlp \
+    [[ -n $SMOKE ]] || stage graph_elbo 120 "$PY" throughput.py --steps 10 --reps 1 --models mlp \
         --elbo-epochs 5 --systems vaekit vaekit-eager plain --out "$res-elbo"
 fi
 
@@ -77,3 +78,9 @@ done
 
 want throughput && stage throughput 200 "$PY" throughput.py --steps 390 --reps 1 --elbo-epochs 0 \
     --systems vaekit plain pythae --out throughput-gpu
+
+if [[ -n ${OUT:-} ]]; then  # a lent machine's output folder: the results and logs come back from there
+    cp results/*-gpu*.json "$OUT"/ 2>/dev/null
+    cp "$LOGS"/*.log "$OUT"/ 2>/dev/null
+    echo "== copied results and logs to $OUT"
+fi
