@@ -43,18 +43,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 if want graph; then
     if [[ -n $SMOKE ]]; then  # a few steps of every call, results under /tmp: the script runs end to end
-        steps=(--steps 10 --reps 1) res=/tmp/throughput-graph  # and no ELBO check
+        steps=(--steps 10 --reps 1) res=/tmp/throughput-graph x=4  # no ELBO check; a CPU's time limits
     else
-        steps=(--steps 300 --reps 1) res=throughput-gpu-graph
+        steps=(--steps 300 --reps 1) res=throughput-gpu-graph x=1
     fi
-    stage graph_tests 120 "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
-    stage graph_b128 180 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 \
+    stage graph_tests $((120 * x)) "$PY" -m pytest -p no:cacheprovider -q ../tests/test_graph_step.py -k on_cuda
+    stage graph_b128 $((180 * x)) "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 \
         --systems vaekit vaekit-eager plain pythae --out "$res-b128"
-    stage graph_b20 80 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp --batch 20 \
+    stage graph_b20 $((80 * x)) "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp --batch 20 \
         --systems vaekit vaekit-eager plain --out "$res-b20"
-    stage graph_bf16 70 "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp \
+    stage graph_bf16 $((70 * x)) "$PY" throughput.py "${steps[@]}" --elbo-epochs 0 --models mlp \
         --systems vaekit vaekit-eager plain --vaekit-set train.precision=bf16 --out "$res-bf16"
-    [[ -n $SMOKE ]] || stage graph_elbo 120 "$PY" throughput.py --steps 10 --reps 1 --models mlp \
+    [[ -n $SMOKE ]] || stage graph_elbo $((120 * x)) "$PY" throughput.py --steps 10 --reps 1 --models mlp \
         --elbo-epochs 5 --systems vaekit vaekit-eager plain --out "$res-elbo"
 fi
 
