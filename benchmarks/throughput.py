@@ -12,6 +12,11 @@ speed cannot come from doing less.
 
     python benchmarks/throughput.py                  # full run (about 15 min on 2 cores)
     python benchmarks/throughput.py --steps 20 --reps 1 --elbo-epochs 0 --out throughput-smoke
+    python benchmarks/throughput.py --batch 20 --systems vaekit vaekit-eager plain   # overhead-bound
+
+``vaekit`` is the default policy (on CUDA: each full batch replayed as one CUDA graph,
+training/graph_step.py), ``vaekit-eager`` the same with train.graph=false (the eager step): on a GPU
+the pair measures the captured step; on a CPU both run the eager step.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ import torch
 import torch.nn as nn
 from _common import parse_settings, require_mnist, save_result
 
-SYSTEMS = ("vaekit", "vaekit-compiled", "plain", "pythae")
+SYSTEMS = ("vaekit", "vaekit-eager", "vaekit-compiled", "plain", "pythae")
+VAEKIT = {"vaekit": {}, "vaekit-eager": {"train.graph": False}, "vaekit-compiled": {"train.compile": "on"}}
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 MODELS = {"mlp": "mnist-mlp", "conv": "mnist-conv"}
-BATCH = 128
+BATCH = 128  # --batch sets it, in the workers too
 
 
 # -- the three systems ------------------------------------------------------------------------
@@ -67,9 +73,11 @@ def vaekit_nets(model: str) -> tuple[nn.Module, nn.Module]:
     return m.encoder, m.decoder
 
 
-def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
+def run_vaekit(model: str, steps: int, epochs: int, system: str, elbo: bool,
                settings: list[str]) -> dict[str, Any]:
     """The real Trainer loop; epoch times are its own ``train_time_s`` (the step loop alone).
+    ``system``: vaekit (the default policy: on CUDA each full batch replays one CUDA graph),
+    vaekit-eager (train.graph=false: the eager step) or vaekit-compiled (train.compile=on);
     ``settings``: extra KEY=VALUE config overrides (e.g. train.precision=fp32)."""
     from vaekit.config import make_config
     from vaekit.data import DataSet, Split
@@ -86,9 +94,8 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
     small = slice(None if elbo else 1000)
     data = DataSet("mnist", Split(d["train"]), Split(d["valid"][:1000]), Split(d["test"][small]),
                    kind="image", levels=256)
-    overrides = {"train.epochs": epochs, "train.progress": False, "data.binarize": "dynamic"}
-    if compiled:
-        overrides["train.compile"] = "on"
+    overrides = {"train.epochs": epochs, "train.progress": False, "data.binarize": "dynamic",
+                 "train.batch_size": BATCH, **VAEKIT[system]}
     overrides |= parse_settings(settings)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
@@ -97,7 +104,8 @@ def run_vaekit(model: str, steps: int, epochs: int, compiled: bool, elbo: bool,
         records = read_metrics(run / "metrics.jsonl")
         test = json.loads((run / "evaluation.json").read_text())["test"]["elbo"] if elbo else None
     return {"epoch_seconds": [r["train_time_s"] for r in records], "peak_mem_mb": trainer.peak,
-            "policy": trainer.policy.describe(), "test_elbo": test}
+            "policy": trainer.policy.describe(), "graph_reason": trainer.policy.graph_reason,
+            "graph_failed": bool(trainer.graph is not None and trainer.graph.failed), "test_elbo": test}
 
 
 def plain_model(model: str) -> type[nn.Module]:
@@ -277,8 +285,8 @@ def worker(args: argparse.Namespace) -> None:
     elbo = args.elbo_epochs > 0
     epochs = args.elbo_epochs if elbo else 2
     system, model = args.worker, args.model
-    if system in ("vaekit", "vaekit-compiled"):
-        res = run_vaekit(model, args.steps, epochs, system == "vaekit-compiled", elbo, args.vaekit_set)
+    if system in VAEKIT:
+        res = run_vaekit(model, args.steps, epochs, system, elbo, args.vaekit_set)
     elif system == "plain":
         res = run_plain(model, args.steps, epochs, elbo)
     else:
@@ -290,7 +298,7 @@ def call_worker(system: str, model: str, steps: int, threads: int, elbo_epochs: 
                 cpu_time: bool = False, settings: tuple[str, ...] = (),
                 speed_off: tuple[str, ...] = ()) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", system, "--model", model, "--steps", str(steps),
-           "--elbo-epochs", str(elbo_epochs), "--threads", str(threads)]
+           "--elbo-epochs", str(elbo_epochs), "--threads", str(threads), "--batch", str(BATCH)]
     cmd += ["--cpu-time"] if cpu_time else []
     for kv in settings:
         cmd += ["--vaekit-set", kv]
@@ -363,9 +371,9 @@ def summarize(runs: dict[str, list[dict[str, Any]]], peaks: list[float], model: 
             "warmup_epoch_s": statistics.median(r["epoch_seconds"][0] for r in good),
             "peak_mem_mb": statistics.median(r["peak_mem_mb"] for r in good),
             "fraction_of_peak": statistics.median(ips) * flops / peak,
-            **({"policy": good[0]["policy"]} if "policy" in good[0] else {}),
+            **{k: good[0][k] for k in ("policy", "graph_reason", "graph_failed") if k in good[0]},
         }
-    for ours in ("vaekit", "vaekit-compiled"):
+    for ours in VAEKIT:
         for base in ("plain", "pythae"):
             a, b = res.get(ours, {}), res.get(base, {})
             if "images_per_s" in a and "images_per_s" in b:
@@ -407,11 +415,14 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    global BATCH
     from vaekit.training.speed import TRICKS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per round (and warm-up steps)")
     ap.add_argument("--reps", type=int, default=5, help="rounds; medians are reported")
+    ap.add_argument("--batch", type=int, default=BATCH, help="examples per step, every system (e.g. 20: "
+                    "the IWAE paper's, where per-step overhead dominates most)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     ap.add_argument("--elbo-epochs", type=int, default=5, help="epochs of the ELBO check (0 = skip)")
@@ -432,6 +443,7 @@ def main() -> None:
     ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    BATCH = args.batch
     if args.worker:
         return worker(args)
     if args.threads:
@@ -446,8 +458,10 @@ def main() -> None:
     elbo = elbo_check(args, systems) if args.elbo_epochs else None
     save_result(args.out, {
         "what": "training images/s after one warm-up epoch, fresh process per measurement, systems "
-                "interleaved, medians over rounds; batch 128, Adam 1e-3, dynamic binarization "
-                "(pythae: one fixed binarization)",
+                f"interleaved, medians over rounds; batch {BATCH}, Adam 1e-3, dynamic binarization "
+                "(pythae: one fixed binarization); vaekit: the default policy (on CUDA the CUDA graph "
+                "step), vaekit-eager: train.graph=false",
+        "batch_size": BATCH,
         "steps_per_round": args.steps, "rounds": args.reps, "machine_shared": args.shared_machine,
         "clock": "process CPU time (--cpu-time)" if args.cpu_time else "wall time",
         "threads": torch.get_num_threads(), "vaekit_settings": args.vaekit_set, "speed_off": args.speed_off,

@@ -62,8 +62,16 @@ def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
     1[u < p] with a 24-bit uniform float u per pixel, and finer (2^-32 instead of 2^-24). The 0/1
     bytes are read as uint8 for the float conversion: from bool it takes six times as long on CPU."""
     n = t.numel()
-    bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
-    return (bits.view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()
+    return (random_bits(t).view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()
+
+
+@torch.compiler.allow_in_graph
+def random_bits(t: torch.Tensor) -> torch.Tensor:
+    """32 random bits for each value of ``t``, as int64 words of the default generator on t's device
+    (one full-range draw per two values). One opaque call in a torch.compile graph: dynamo cannot
+    trace the in-place ``random_``, and the captured training step (training/graph_step.py) is
+    checked by tracing it; CUDA graphs capture the kernel itself."""
+    return torch.empty((t.numel() + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
 
 
 def training_form(x: torch.Tensor, mode: str, seed: int, device: torch.device) -> torch.Tensor:

@@ -108,6 +108,12 @@ def as_latents(value: Any, latent_dim: int, like: torch.Tensor, name: str = "z")
     return z
 
 
+def host_reads_allowed(t: torch.Tensor) -> bool:
+    """False while torch.compile traces or a CUDA graph captures: a check that reads ``t`` on the host
+    cannot run there (the training labels are checked once, when the session is built)."""
+    return not torch.compiler.is_compiling() and not (t.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 def as_labels(value: Any, n: int, num_classes: int, device: torch.device, name: str = "y") -> torch.Tensor:
     """Class indices [n] (a single label is repeated) in 0..num_classes-1, as int64 on ``device``."""
     y = as_tensor(value, name)
@@ -120,7 +126,7 @@ def as_labels(value: Any, n: int, num_classes: int, device: torch.device, name: 
         raise DataError(f"{name} has shape {tuple(y.shape)} for {n} examples",
                         f"pass one class index per example, shape ({n},), or a single label")
     y = y.to(device=device, dtype=torch.long)
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    if len(y) and host_reads_allowed(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         found = f"{int(y.min())}..{int(y.max())}"
         raise DataError(f"{name} has labels outside 0..{num_classes - 1} (found {found})",
                         f"pass class indices 0..{num_classes - 1}")

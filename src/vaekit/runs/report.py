@@ -98,13 +98,14 @@ def _policy_lines(out: Path) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return []
     lines = ["## Speed policy", "",
-             "| from step | device | threads | precision | compiled | why | fused Adam |",
-             "|---|---|---|---|---|---|---|"]
+             "| from step | device | threads | precision | compiled | why | fused Adam | step | why |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in sessions:
         lines.append(
             f"| {r.get('started_at_step', '?')} | {r.get('device', '?')} | {r.get('threads', '?')} | "
             f"{r.get('precision', '?')} | {'yes' if r.get('compiled') else 'no'} | "
-            f"{r.get('compile_reason', '')} | {'yes' if r.get('fused_optimizer') else 'no'} |"
+            f"{r.get('compile_reason', '')} | {'yes' if r.get('fused_optimizer') else 'no'} | "
+            f"{'CUDA graph' if r.get('graph') else 'eager'} | {r.get('graph_reason', '')} |"
         )
     return [*lines, ""]
 

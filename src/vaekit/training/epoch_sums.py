@@ -8,6 +8,19 @@ import torch
 RESERVED = ("loss", "time_s")  # the trainer's own names in metrics.jsonl (train_loss, train_time_s)
 
 
+def check_terms(terms: dict[str, torch.Tensor], n: int) -> None:
+    """Refuse an objective's terms that the trainer cannot sum: its own names, or a shape other than
+    per example [n] or one batch value []."""
+    for name, value in terms.items():
+        if name in RESERVED:
+            raise ValueError(f"an objective's term may not be named {name!r}: the trainer logs its own")
+        if value.shape not in ((), (n,)):
+            raise ValueError(
+                f"the objective's term {name!r} has shape {tuple(value.shape)}; a term is per example "
+                f"[{n}] or one value for the batch []"
+            )
+
+
 class EpochSums:
     """Sums over the examples of this epoch's good steps of the loss and of each term, and their
     count. ``add`` only stacks the step's values, one row per example; the masking of skipped steps
@@ -26,6 +39,7 @@ class EpochSums:
         self.sizes: list[int] = []
         self._terms = set(self.names[1:])
         self._checked = False
+        self._at: dict[tuple[int, ...], torch.Tensor] = {}  # where ``absorb`` adds a StepTotals' values
 
     @torch.no_grad()
     def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], bad: torch.Tensor, n: int) -> None:
@@ -40,24 +54,32 @@ class EpochSums:
 
     def _adopt(self, terms: dict[str, torch.Tensor], n: int) -> None:
         """Check a step's names and shapes; add the names not summed yet (after folding the rows kept)."""
-        for name, value in terms.items():
-            if name in RESERVED:
-                raise ValueError(f"an objective's term may not be named {name!r}: the trainer logs its own")
-            if value.shape not in ((), (n,)):
-                raise ValueError(
-                    f"the objective's term {name!r} has shape {tuple(value.shape)}; a term is per example "
-                    f"[{n}] or one value for the batch []"
-                )
+        check_terms(terms, n)
         missing = self._terms - terms.keys()
         if missing:
             raise ValueError(f"the objective stopped returning the terms {sorted(missing)}")
-        new = [name for name in terms if name not in self._terms]
+        self._add_names([name for name in terms if name not in self._terms])
+        self._checked = True
+
+    def _add_names(self, new: list[str]) -> None:
+        """Sum ``new`` names too, from zero (after folding the rows kept)."""
         if new:
             total = self.total()
             self.sums = torch.cat([total[:-1], total.new_zeros(len(new)), total[-1:]])
             self.names += new
             self._terms |= set(new)
-        self._checked = True
+
+    @torch.no_grad()
+    def absorb(self, totals: StepTotals) -> None:
+        """Add what a captured step summed on the device (``StepTotals``) and zero it, on the device."""
+        if totals.values is None:
+            return
+        self._add_names([name for name in totals.names[1:] if name not in self._terms])
+        at = (*(self.names.index(name) for name in totals.names), len(self.names))
+        if at not in self._at:  # made once an epoch: a copy to the device
+            self._at[at] = torch.tensor(at, device=self.sums.device)
+        self.sums.index_add_(0, self._at[at], totals.values)
+        totals.values.zero_()
 
     @torch.no_grad()
     def total(self) -> torch.Tensor:
@@ -75,3 +97,25 @@ class EpochSums:
         """A ``total`` (this one's, or summed over ranks) as ({name: sum}, examples); reads the device."""
         values = total.tolist()
         return dict(zip(self.names, values[:-1], strict=True)), int(values[-1])
+
+
+class StepTotals:
+    """The sums of ``EpochSums`` kept by a captured training step: one float64 device vector
+    [loss, terms..., examples] over the good steps, added to in place (a CUDA graph replays the same
+    kernels on the same memory each step) and handed to ``EpochSums.absorb`` when the loop reads it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.values: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], bad: torch.Tensor, n: int) -> None:
+        """``EpochSums.add`` for one step, summed at once: a skipped step (``bad`` = 1) adds nothing."""
+        if self.values is None:  # the first step, never a captured one: names and shapes are fixed here
+            check_terms(terms, n)
+            self.names = ["loss", *terms]
+            self.values = torch.zeros(len(self.names) + 1, dtype=torch.float64, device=loss.device)
+        row = torch.stack([loss.detach().expand(n), *(terms[k].detach().expand(n) for k in self.names[1:])])
+        good = bad == 0
+        sums = torch.cat([row.double().sum(1), row.new_full((1,), n, dtype=torch.float64)])
+        self.values.add_(torch.where(good, sums, 0.0))

@@ -41,10 +41,18 @@ class DivergenceGuard:
         self.lr_backoff = lr_backoff
         self.flags: list[torch.Tensor] = []  # one device scalar per step since the last poll
         self.bad_run = 0  # bad steps in a row up to the last poll (0: the last step read was good)
+        self.counters: torch.Tensor | None = None  # ``count``'s device counters, when a step keeps them
 
     def check(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
         """Clip the gradient norm to ``clip`` (0 = no clipping); 1.0 (on the device, no host read)
-        when the gradient norm or, with ``check_loss``, the loss is not finite, else 0.0."""
+        when the gradient norm or, with ``check_loss``, the loss is not finite, else 0.0. The flag is
+        kept for ``poll``."""
+        bad = self.flag(loss, params, clip)
+        self.flags.append(bad)
+        return bad
+
+    def flag(self, loss: torch.Tensor, params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor:
+        """``check``'s clipping and flag, without keeping the flag."""
         params = [p for p in params if p.grad is not None]
         if params and clip > 0:
             bad = (~torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))).float()
@@ -54,11 +62,22 @@ class DivergenceGuard:
             grads = [p.grad for p in params]
             checked = [*grads, loss.detach().float()] if self.check_loss else grads
             bad = non_finite_flag(checked) if checked else torch.zeros((), device=loss.device)
-        self.flags.append(bad)
         return bad
+
+    def count(self, bad: torch.Tensor) -> None:
+        """Keep a step's flag in device counters updated in place, the form a captured step (one CUDA
+        graph) can keep: [bad steps since the last poll, bad steps in a row now, the longest run since
+        the last poll], with run = (run + 1) * bad. ``poll`` reads them as it reads ``flags``."""
+        if self.counters is None:  # the first step is never captured (graph_step warms up eagerly)
+            self.counters = torch.tensor([0.0, self.bad_run, self.bad_run], device=bad.device)
+        c = self.counters
+        run = (c[1] + 1) * bad
+        c.copy_(torch.stack([c[0] + bad, run, torch.maximum(c[2], run)]))
 
     def poll(self) -> tuple[int, bool]:
         """(bad steps since the last poll, whether it is time to roll back); reads the device."""
+        if self.counters is not None:
+            return self._poll_counters()
         if not self.flags:
             return 0, self.bad_run >= self.max_bad_steps
         flags = torch.stack(self.flags).tolist()
@@ -69,10 +88,20 @@ class DivergenceGuard:
             longest = max(longest, self.bad_run)
         return int(sum(flags)), longest >= self.max_bad_steps
 
+    def _poll_counters(self) -> tuple[int, bool]:
+        """``poll`` for the flags ``count`` keeps: one read, then the counters start the next period."""
+        skipped, run, longest = self.counters.tolist()
+        self.counters[0] = 0.0
+        self.counters[2] = run
+        self.bad_run = int(run)
+        return int(skipped), longest >= self.max_bad_steps
+
     def reset(self) -> None:
         """Forget the flags (after a rollback)."""
         self.flags = []
         self.bad_run = 0
+        if self.counters is not None:
+            self.counters.zero_()
 
     def reason(self, tripped: bool) -> str:
         """Why the loop rolls back: ``tripped`` by a run of bad steps, else non-finite parameters."""

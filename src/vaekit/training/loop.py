@@ -27,6 +27,7 @@ from vaekit.runs.logger import Loggers, open_loggers
 from vaekit.runs.metrics import read_metrics
 from vaekit.training import distributed
 from vaekit.training.epoch_sums import EpochSums
+from vaekit.training.graph_step import CapturedStep, DeviceStep
 from vaekit.training.guard import POLL_EVERY, params_finite
 from vaekit.training.interrupt import StepInterrupt
 from vaekit.training.policy import prepare_batch
@@ -49,6 +50,14 @@ class TrainingLoop:
         self.sums = EpochSums(self.device, {}, 0)
         self.params = list(self.model.parameters())  # the guard's list, built once
         self.logger: Loggers | None = None
+        self.graph = self._graph_step() if self.policy.graph else None
+
+    def _graph_step(self) -> CapturedStep:
+        """The whole step as one CUDA graph (``train.graph``; the policy checked that it can be)."""
+        c = self.cfg
+        step = DeviceStep(self.forward, self.objective, self.opt, self.guard, self.params, self.x_train,
+                          self.y_train, c.data.binarize, c.train.grad_clip, self.policy)
+        return CapturedStep(step, c.train.batch_size, self.objective.steady_from)
 
     # -- state on disk ----------------------------------------------------------------------
 
@@ -106,7 +115,13 @@ class TrainingLoop:
 
     def _world_sums(self) -> tuple[dict[str, float], int]:
         """This epoch's sums of the loss and each term, and its example count, over all ranks."""
-        return self.sums.by_name(self.world.sum(self.sums.total()))
+        return self.sums.by_name(self.world.sum(self._epoch_total()))
+
+    def _epoch_total(self) -> torch.Tensor:
+        """The epoch's sums so far on the device, with what the graph step has summed since the last read."""
+        if self.graph is not None:
+            self.sums.absorb(self.graph.totals)
+        return self.sums.total()
 
     def trim_metrics(self) -> None:
         """Drop the metric line of an epoch whose checkpoint was never written (a kill between the
@@ -137,7 +152,9 @@ class TrainingLoop:
         bs = self.cfg.train.batch_size
         parts = [self.world.shard(perm[b * bs : (b + 1) * bs]) for b in range(self.state.batch, steps)]
         stream = self.session.stream
-        if stream is None:
+        if self.graph is not None:  # the graph step gathers its batch itself
+            images = (None for _ in parts)
+        elif stream is None:
             images = (self.x_train.index_select(0, i) for i in parts)
         else:  # decoded 8-bit images, put in the in-memory data's form
             d = self.cfg.data
@@ -154,6 +171,18 @@ class TrainingLoop:
         k = self.objective.samples
         out = self.forward(xb, yb, k) if noise is None else self.forward(noise(xb), yb, k, None, xb)
         return self.objective(out, self.state.step)
+
+    def _step(self, idx: torch.Tensor, xb: torch.Tensor) -> None:
+        """One eager training step on the batch ``xb`` (in ``training_form``) of indices ``idx``."""
+        xb = prepare_batch(training_batch(xb, self.cfg.data.binarize), self.policy)
+        yb = None if self.y_train is None else self.y_train[idx]
+        loss, terms = self._loss(xb, yb)
+        for p in self.params:  # zero_grad(set_to_none=True) without the optimizer's Python wrapper
+            p.grad = None
+        loss.backward()  # also for a non-finite loss: its gradients are then non-finite too
+        bad = self.guard.check(loss.detach(), self.params, self.cfg.train.grad_clip)
+        self._update(bad)
+        self.sums.add(loss, terms, bad, len(idx))
 
     def _update(self, bad: torch.Tensor) -> None:
         """The optimizer step, skipped when ``bad`` (a device flag) is 1."""
@@ -175,6 +204,8 @@ class TrainingLoop:
         scale = live.lr_scale * self.guard.lr_backoff
         rollbacks, skipped, at_step = live.rollbacks + 1, live.skipped_steps, live.step
         self.load_checkpoint()
+        if self.graph is not None:  # new optimizer state and learning rate: capture again
+            self.graph.reset()
         restored = self.state
         for group in self.opt.param_groups:
             group["lr"] *= scale / restored.lr_scale
@@ -235,7 +266,8 @@ class TrainingLoop:
         start = f"from step {self.state.step:,} " if self.state.step else ""
         return (
             f"training {start}on {self.device}{ranks}, {threads} CPU thread{'s' * (threads != 1)}, "
-            f"{p.precision}, {compiled} ({p.compile_reason}){', fused Adam' if p.fused_optimizer else ''}; "
+            f"{p.precision}, {compiled} ({p.compile_reason}){', fused Adam' if p.fused_optimizer else ''}, "
+            f"{'CUDA graph' if p.graph else 'eager'} step ({p.graph_reason}); "
             f"{n_params:,} parameters; examples: train {len(self.data.train):,}, valid "
             f"{len(self.data.valid):,}, test {len(self.data.test):,}"
         )
@@ -254,7 +286,7 @@ class TrainingLoop:
 
     def _show(self, bar: Any) -> None:
         """The epoch's running means on the progress bar (a device read)."""
-        sums, seen = self.sums.by_name(self.sums.total())
+        sums, seen = self.sums.by_name(self._epoch_total())
         bar.set_postfix(**{name: f"{value / max(seen, 1):.2f}" for name, value in sums.items()},
                         step=self.state.step)
 
@@ -271,15 +303,10 @@ class TrainingLoop:
         try:
             for b in range(self.state.batch, steps_per_epoch):
                 idx, xb = next(batches)
-                xb = prepare_batch(training_batch(xb, self.cfg.data.binarize), self.policy)
-                yb = None if self.y_train is None else self.y_train[idx]
-                loss, terms = self._loss(xb, yb)
-                for p in self.params:  # zero_grad(set_to_none=True) without the optimizer's Python wrapper
-                    p.grad = None
-                loss.backward()  # also for a non-finite loss: its gradients are then non-finite too
-                bad = self.guard.check(loss.detach(), self.params, cfg.grad_clip)
-                self._update(bad)
-                self.sums.add(loss, terms, bad, len(idx))
+                if self.graph is not None:
+                    self.graph(idx, self.state.step)
+                else:
+                    self._step(idx, xb)
                 self.state.step += 1
                 self.state.batch = b + 1
                 if not bar.disable and (b % 10 == 0 or b == steps_per_epoch - 1):
@@ -287,7 +314,7 @@ class TrainingLoop:
                 bar.update(1)
                 checkpoint = bool(cfg.checkpoint_every) and self.state.step % cfg.checkpoint_every == 0
                 if checkpoint or self.state.step % POLL_EVERY == 0:  # a device read every few steps
-                    self.sums.total()  # fold the steps kept so far (no device read): bounds its lists
+                    self._epoch_total()  # fold the steps kept so far (no device read): bounds its lists
                     if self._poll_guard():
                         return False
                     if checkpoint and not self.guard.bad_run:  # only after a good step: a

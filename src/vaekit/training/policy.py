@@ -1,9 +1,10 @@
 """What training runs with: device, precision and compilation, decided in this one place.
 
-``make_policy`` reads ``train.precision`` and ``train.compile``, the hardware and the built model
-once; the trainer only applies the result: bf16 autocast around the forward pass (network outputs
-cast back to fp32 so the likelihood, the KL and every sum over pixels, latents or samples run in
-fp32) and torch.compile of the model. These choices change the numbers a run computes (bf16
+``make_policy`` reads ``train.precision``, ``train.compile`` and ``train.graph``, the hardware and
+the built model once; the trainer only applies the result: bf16 autocast around the forward pass
+(network outputs cast back to fp32 so the likelihood, the KL and every sum over pixels, latents or
+samples run in fp32), torch.compile of the model, and whether each step is replayed as one CUDA
+graph (``vaekit.training.graph_step``). These choices change the numbers a run computes (bf16
 rounding, compiled kernels); the tricks that only compute the same numbers faster (fused Adam,
 channels-last, allocator and denormal settings) are in ``vaekit.training.speed``.
 """
@@ -89,6 +90,22 @@ def pick_precision(name: str, device: torch.device, model: nn.Module) -> torch.d
     return None
 
 
+def pick_graph(name: bool | str, device: torch.device, blocker: str | None) -> tuple[bool, str]:
+    """``train.graph`` (true/on, false/off, auto): whether to replay each step as one CUDA graph, and
+    why. auto and on both take it where it can run (CUDA, no ``blocker`` from
+    ``graph_step.capture_blocker``); elsewhere the eager step runs and the reason says why."""
+    name = {True: "on", False: "off"}.get(name, name) if isinstance(name, bool) else name
+    if name not in SWITCHES:
+        raise ConfigError(f"unknown train.graph {name!r}", "use auto, true or false")
+    if name == "off":
+        return False, "train.graph=off"
+    if device.type != "cuda":
+        return False, f"train.graph={name}: a CUDA graph needs a CUDA device, this run is on {device.type}"
+    if blocker is not None:
+        return False, f"train.graph={name}: {blocker}"
+    return True, f"train.graph={name}: full batches replay one captured CUDA graph"
+
+
 def compiler_available(device: torch.device) -> bool:
     """Inductor needs a C++ compiler for CPU code (GPU code is Triton)."""
     if device.type == "cuda":
@@ -126,6 +143,8 @@ class Policy:
     channels_last: bool = False
     fused_optimizer: bool = False
     compile_reason: str = ""  # why compile is on or off (train.compile=auto decides by device and steps)
+    graph: bool = False  # each full-batch step replayed as one CUDA graph (training/graph_step.py)
+    graph_reason: str = ""  # why, or why the eager step runs
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -143,6 +162,8 @@ class Policy:
             parts.append("channels-last")
         if self.fused_optimizer:
             parts.append("fused Adam")
+        if self.graph:
+            parts.append("CUDA graph step")
         return ", ".join(parts)
 
     def record(self, step: int, threads: int) -> dict[str, Any]:
@@ -156,6 +177,8 @@ class Policy:
             "compile_reason": self.compile_reason,
             "channels_last": self.channels_last,
             "fused_optimizer": self.fused_optimizer,
+            "graph": self.graph,
+            "graph_reason": self.graph_reason,
             "threads": threads,
         }
 
@@ -179,17 +202,26 @@ def compile_reason(name: bool | str, device: torch.device, total_steps: int, com
     return f"train.compile=auto: a CPU run of {total_steps:,} steps (>= {CPU_COMPILE_MIN_STEPS:,})"
 
 
-def make_policy(train: TrainConfig, device: torch.device, total_steps: int, model: nn.Module) -> Policy:
-    """Decide precision and compilation for this run, and which speed tricks it takes (memory
-    format, optimizer kernel)."""
+def make_policy(
+    train: TrainConfig, device: torch.device, total_steps: int, model: nn.Module,
+    graph_blocker: str | None = None,
+) -> Policy:
+    """Decide precision, compilation and the CUDA graph step for this run (``graph_blocker``: why the
+    run's parts cannot be captured, from ``graph_step.capture_blocker``), and which speed tricks it
+    takes (memory format, optimizer kernel)."""
     compiled = pick_compile(train.compile, device, total_steps)
+    fused = speed.fused_adam(device)
+    unfused = "the optimizer is not fused Adam (a skipped step is read on the host)"
+    graph, graph_reason = pick_graph(train.graph, device, graph_blocker if fused else unfused)
     return Policy(
         device=device,
         amp_dtype=pick_precision(train.precision, device, model),
         compile=compiled,
         channels_last=speed.channels_last_pays(convolutional(model), device),
-        fused_optimizer=speed.fused_adam(device),
+        fused_optimizer=fused,
         compile_reason=compile_reason(train.compile, device, total_steps, compiled),
+        graph=graph,
+        graph_reason=graph_reason,
     )
 
 
@@ -268,6 +300,7 @@ __all__ = [
     "build_optimizer",
     "cpu_has_fast_bf16",
     "make_policy",
+    "pick_graph",
     "pick_precision",
     "prepare_batch",
     "prepare_model",

@@ -17,6 +17,7 @@ from vaekit.data.streaming import FolderStream, open_folder_stream
 from vaekit.data.transforms import check_mode, eval_view, training_form
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import VAE, build_model
+from vaekit.models.inputs import as_labels
 from vaekit.models.sizes import check_model_fits, event_values
 from vaekit.parts.objectives import Objective, build_objective
 from vaekit.paths import refuse_outside_links
@@ -25,6 +26,7 @@ from vaekit.runs.checkpoint import remove_stale_temps
 from vaekit.runs.logger import TENSORBOARD_DIR, require_tensorboard
 from vaekit.training import distributed
 from vaekit.training.distributed import World
+from vaekit.training.graph_step import capture_blocker
 from vaekit.training.guard import DivergenceGuard
 from vaekit.training.interrupt import DeferredInterrupt
 from vaekit.training.policy import Forward, Policy, build_optimizer, make_policy, prepare_model
@@ -60,6 +62,7 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
         raise DataError(f"data set {data.name!r} has no training examples", "check the data source")
     check_mode(cfg.data.binarize)
     check_finite_rows(data)
+    check_labels(data)
     if cfg.model.likelihood.name == "bernoulli" and data.train.x.dtype != torch.uint8:
         lo, hi = float(data.train.x.min()), float(data.train.x.max())
         if lo < 0 or hi > 1:
@@ -79,6 +82,17 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
             f"{cfg.data.binarize!r}",
             "set data.binarize=none, or use model.likelihood=bernoulli for binarized data",
         )
+
+
+def check_labels(data: DataSet) -> None:
+    """Refuse labels outside 0..num_classes-1 once, before training: a step captured as a CUDA graph
+    or traced by torch.compile cannot read them on the host (``models.inputs.as_labels``)."""
+    if not data.num_classes:
+        return
+    for split in ("train", "valid", "test"):
+        y = data.split(split).y
+        if y is not None:
+            as_labels(y, len(y), data.num_classes, torch.device("cpu"), name=f"the {split} split's y")
 
 
 def check_finite_rows(data: DataSet) -> None:
@@ -189,7 +203,8 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
     steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
     model = build_model(cfg.model, data.schema).to(device)
     objective = build_objective(cfg.objective, model, len(data.train), steps_per_epoch)
-    policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model)
+    blocker = capture_blocker(objective, world.active, stream is not None)
+    policy = make_policy(cfg.train, device, cfg.train.epochs * steps_per_epoch, model, blocker)
     prepare_model(model, policy)
     distributed.seed_rank(cfg.train.seed, world)  # after the (identical) initial weights
     on = lambda y: None if y is None else y.to(device)  # noqa: E731

@@ -11,6 +11,8 @@ The contract (what a plugin objective implements):
   ``objective(output, step) -> (loss, terms)``: ``output`` the model's forward ``Output``
   (``vaekit.parts.output``), ``loss`` a scalar to minimize, ``terms`` a dict of named detached
   tensors, each per example [B] or a 0-d batch estimate. Subclassing ``Objective`` is optional.
+- Optional ``steady_from``: the step from which the call no longer depends on ``step`` (the ELBO's
+  warm-up length, 0 for IWAE); without it a run never replays its step as one CUDA graph (train.graph).
 - The trainer sums, logs (metrics.jsonl ``train_<name>``, the progress bar, TensorBoard) and plots
   every term it gets; ``loss`` and ``time_s`` are its own names. tc_weight / mmd_weight add their
   penalties (terms ``tc``, ``mmd``) to any objective; objective.denoise makes any objective denoising

@@ -22,7 +22,7 @@ class Denoising(Objective):
 
     def __init__(self, base: Objective, noise: Noise) -> None:
         self.base, self.noise = base, noise
-        self.samples = base.samples
+        self.samples, self.steady_from = base.samples, base.steady_from
 
     def __call__(self, out: Output, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.base(out, step)

@@ -68,6 +68,7 @@ class ELBO(Objective):
         self.samples = cfg.samples
         self.beta, self.free_bits = cfg.beta, cfg.free_bits
         self.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+        self.steady_from = self.warmup_steps  # the KL weight is beta from then on
 
     def __call__(self, out: Output, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = elbo_loss(out, kl_weight(step, self.warmup_steps, self.beta), self.free_bits)

@@ -37,6 +37,7 @@ class IWAE(Objective):
                 "use objective.name=elbo with them, or leave them at 1, 0 and 0 with iwae",
             )
         self.samples = cfg.samples
+        self.steady_from = 0
 
     def __call__(self, out: Output, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         bound = iwae_bound(out)

@@ -118,7 +118,7 @@ class Penalized(Objective):
 
     def __init__(self, base: Objective, penalties: list[tuple[float, TotalCorrelation | PriorMMD]]) -> None:
         self.base, self.penalties = base, penalties
-        self.samples = base.samples
+        self.samples, self.steady_from = base.samples, base.steady_from
 
     def __call__(self, out: Output, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, terms = self.base(out, step)
