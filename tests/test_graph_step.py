@@ -293,7 +293,7 @@ def test_blockers_name_ddp_streaming_and_step_dependent_objectives(tmp_path):
 
 
 def test_cpu_run_prints_and_records_why_it_keeps_the_eager_step(tmp_path, capsys):
-    t = trainer(tmp_path, "a", "mlp", **{"train.epochs": 1})
+    t = trainer(tmp_path, "a", "mlp", **{"train.epochs": 1, "train.graph": "auto"})
     t.fit()
     banner = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("training "))
     assert "eager step (train.graph=auto: a CUDA graph needs a CUDA device, this run is on cpu)" in banner

@@ -88,7 +88,7 @@ class TrainConfig:
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
     precision: str = "auto"  # auto (bf16 autocast where the hardware is fast at it) | fp32 | bf16
     compile: bool | str = "auto"  # torch.compile: auto (on for CUDA, CPU runs >= 50000 steps) | true | false
-    graph: bool | str = "auto"  # one CUDA graph per step: auto (on for CUDA where it can) | true | false
+    graph: bool | str = False  # one CUDA graph per step: false | auto (on for CUDA where it can) | true
     streaming: bool = False  # read training images from disk each epoch (folder: data larger than RAM)
     num_workers: int = 2  # streaming: DataLoader worker processes decoding images
     tensorboard: bool = False  # also log each epoch's metrics to OUT/tensorboard (needs vaekit[tensorboard])
