@@ -377,6 +377,10 @@ def cmd_sample(ns: argparse.Namespace) -> int:
 
     if ns.n < 1:
         raise ConfigError(f"-n must be >= 1 (the number of samples), got {ns.n}", "give e.g. -n 64")
+    from vaekit.runs.folder import read_config
+
+    if read_config(ns.run_dir)[1].schema.columns:
+        return _sample_table(ns)
     model = load(ns.run_dir)
     values = ns.n * event_values(model.event_shape)
     check_fits(f"{ns.n:,} samples of shape {tuple(model.event_shape)} ({values:,} values, drawn, decoded "
@@ -385,6 +389,24 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     images = model.sample(ns.n, y=ns.label, mean=not ns.draw, generator=g)
     _write_array(ns.output, images)
     _say(ns, f"{ns.n} samples written to {ns.output}")
+    return 0
+
+
+def _sample_table(ns: argparse.Namespace) -> int:
+    """Synthetic rows of a table run, drawn from p(x|z): .csv / .parquet with the training columns, or
+    .npy with the encoded rows."""
+    from vaekit.api import sample_rows
+
+    if not ns.output.lower().endswith((".csv", ".csv.gz", ".parquet", ".npy")):
+        raise ConfigError(f"cannot write table rows to {ns.output!r}", "use a .csv, .parquet or .npy file")
+    rows = sample_rows(ns.run_dir, ns.n, ns.seed, ns.label, encoded=ns.output.lower().endswith(".npy"))
+    if ns.output.lower().endswith(".npy"):
+        _write_array(ns.output, rows)
+    elif ns.output.lower().endswith(".parquet"):
+        rows.to_parquet(ns.output, index=False)
+    else:
+        rows.to_csv(ns.output, index=False)
+    _say(ns, f"{ns.n} rows written to {ns.output}")
     return 0
 
 
