@@ -172,21 +172,64 @@ def encode(
 
 @torch.no_grad()
 def sample_rows(
-    run_dir: str | Path, n: int, seed: int = 0, y: int | None = None, encoded: bool = False
+    run_dir: str | Path, n: int, seed: int = 0, y: int | None = None, encoded: bool = False,
+    where: str | dict[str, str] | None = None,
 ) -> Any:
     """``n`` synthetic rows of a table run as a pandas DataFrame with the training table's column names,
     dtypes, labels and ranges: z ~ p(z), then each column drawn from p(x|z) and decoded (``encoded``:
-    the drawn rows as the model sees them, a tensor). The same seed gives the same table (byte for byte
-    on a CPU)."""
+    the drawn rows as the model sees them, a tensor). ``where`` (``"cut=Ideal,color=E"`` or a dict)
+    fixes columns and draws the others from p(x_mis | x_obs) (``vaekit.applications.tables``). The same
+    seed gives the same table (byte for byte on a CPU)."""
+    from vaekit.applications.tables import parse_where, sample_where
     from vaekit.data.table_codec import decode
+
+    columns = _table_columns(run_dir)
+    if where is not None:
+        where = parse_where(where, columns) if isinstance(where, str) else parse_where(
+            ",".join(f"{k}={v}" for k, v in where.items()), columns)
+    model = load(run_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if where is not None:
+            parts = [sample_where(model, columns, min(10_000, n - i), where) for i in range(0, n, 10_000)]
+            return _concat(parts)
+        rows = torch.cat([model.sample(min(10_000, n - i), y=y, mean=False) for i in range(0, n, 10_000)])
+    return rows if encoded else decode(rows.numpy(), columns)
+
+
+def _concat(frames: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+def _table_columns(run_dir: str | Path) -> tuple:
+    """The fitted columns of a table run; a ConfigError for a run of other data."""
     from vaekit.errors import ConfigError
 
     _, info = rd.read_config(run_dir)
     if info.schema.kind != "table" or not info.schema.columns:
-        raise ConfigError(f"{run_dir} was not trained on a table, so it has no rows to sample",
-                          "sample images with `vaekit sample RUN -o samples.png`")
+        raise ConfigError(f"{run_dir} was not trained on a table, so it has no rows",
+                          "use a run trained with --preset table on csv:PATH / parquet:PATH / a DataFrame")
+    return info.schema.columns
+
+
+@torch.no_grad()
+def impute(run_dir: str | Path, data: Any, method: str = "importance", seed: int = 0) -> Any:
+    """The table ``data`` (a DataFrame, or ``csv:PATH`` / ``parquet:PATH``) with its empty cells filled
+    in from p(x_mis | x_obs) given each row's other cells; every given cell is kept as given."""
+    from vaekit.applications.tables import impute as impute_rows
+    from vaekit.data.table import read_table
+
+    columns = _table_columns(run_dir)
+    if isinstance(data, str):
+        fmt, _, path = data.partition(":")
+        if fmt not in ("csv", "parquet") or not path:
+            from vaekit.errors import DataError
+
+            raise DataError(f"cannot read a table from {data!r}", "give csv:PATH or parquet:PATH")
+        data = read_table(path, fmt)
     model = load(run_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        rows = torch.cat([model.sample(min(10_000, n - i), y=y, mean=False) for i in range(0, n, 10_000)])
-    return rows if encoded else decode(rows.numpy(), info.schema.columns)
+        return impute_rows(model, columns, data, method)

@@ -99,22 +99,43 @@ class TableDistribution(Distribution):
         self.miss_logits = params[:, lay.p_miss]
         super().__init__(params.shape[:1], torch.Size([lay.width]), validate_args=False)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """log p of every categorical / mode block [B, n_blocks], alpha [B, n_numeric] and missing
+        indicator [B, n_missing] of encoded rows x (0 for a missing cell's value)."""
         lay = self.layout
         onehot = x[:, lay.x_cat] * lay.x_cat_valid  # [B, n_blocks, K_max]; all 0 where a cell is missing
         logp = F.log_softmax(self.cat_logits.float(), -1).masked_fill(~lay.x_cat_valid, 0.0)
-        total = (onehot * logp).flatten(1).sum(-1)
+        blocks = (onehot * logp).sum(-1)
+        alpha_terms = miss_terms = None
         if lay.x_alpha.numel():
             modes = onehot[:, lay.alpha_rows, : self.alpha_loc.shape[-1]]  # [B, n_numeric, M_max]
             alpha = x[:, lay.x_alpha].unsqueeze(-1)
             scale = self.alpha_log_scale.exp()
             log_n = (-0.5 * ((alpha - self.alpha_loc.float()) / scale) ** 2 - self.alpha_log_scale
                      - 0.5 * math.log(2 * math.pi) - lay.log_jacobian)
-            total = total + (modes * log_n).flatten(1).sum(-1)
+            alpha_terms = (modes * log_n).sum(-1)
         if lay.x_miss.numel():
-            total = total - F.binary_cross_entropy_with_logits(
-                self.miss_logits.float(), x[:, lay.x_miss], reduction="none").sum(-1)
-        return total
+            miss_terms = -F.binary_cross_entropy_with_logits(
+                self.miss_logits.float(), x[:, lay.x_miss], reduction="none")
+        return blocks, alpha_terms, miss_terms
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per row in nats: the columns' terms summed."""
+        return sum(t.sum(-1) for t in self._terms(x) if t is not None)
+
+    def log_prob_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """The terms placed in x's layout [B, width]: a block's at its first entry, alpha's and the
+        indicator's at theirs; summed over the entries of the observed columns, they score exactly
+        those columns (what completion and imputation condition on)."""
+        lay = self.layout
+        blocks, alpha_terms, miss_terms = self._terms(x)
+        out = torch.zeros(x.shape[0], lay.width, dtype=blocks.dtype, device=x.device)
+        out[:, lay.x_cat[:, 0]] = blocks
+        if alpha_terms is not None:
+            out[:, lay.x_alpha] = alpha_terms
+        if miss_terms is not None:
+            out[:, lay.x_miss] = miss_terms
+        return out
 
     @property
     def mean(self) -> torch.Tensor:
