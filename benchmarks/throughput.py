@@ -38,7 +38,8 @@ import torch.nn as nn
 from _common import parse_settings, require_mnist, save_result
 
 SYSTEMS = ("vaekit", "vaekit-eager", "vaekit-compiled", "plain", "pythae")
-VAEKIT = {"vaekit": {"train.graph": "auto"}, "vaekit-eager": {"train.graph": False}, "vaekit-compiled": {"train.compile": "on"}}
+VAEKIT = {"vaekit": {"train.graph": "auto"}, "vaekit-eager": {"train.graph": False},
+          "vaekit-compiled": {"train.compile": "on"}}
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 MODELS = {"mlp": "mnist-mlp", "conv": "mnist-conv"}
 BATCH = 128  # --batch sets it, in the workers too

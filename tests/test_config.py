@@ -83,12 +83,18 @@ def test_the_size_estimate_counts_the_parameters_the_model_has(preset):
     """parameter_count builds on the meta device; it must count what the real model holds."""
     from vaekit.models import build_model
     from vaekit.models.sizes import parameter_count
+    from vaekit.schema import Column
 
     cfg = make_config(preset=preset)
     shape = (1, 8, 8) if preset.startswith("digits") else (1, 28, 28)
-    model = build_model(cfg.model, DataSchema.for_shape(shape, 256, 10))
+    schema = DataSchema.for_shape(shape, 256, 10)
+    if preset == "table":
+        columns = (Column("a", "categorical", ("x", "y", "z")), Column("b", modes=((0.0, 1.0), (5.0, 2.0)),
+                                                                     bounds=(0.0, 9.0), missing=True))
+        schema = DataSchema("table", (7,), columns=columns)
+    model = build_model(cfg.model, schema)
     real = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
-    assert parameter_count(cfg.model, DataSchema.for_shape(shape, 256, 10)) == real > 0
+    assert parameter_count(cfg.model, schema) == real > 0
 
 
 def test_anchors_and_aliases_never_load_but_plain_yaml_does(tmp_path):

@@ -39,9 +39,10 @@ def train(
 
     ``config`` is a Config or a YAML/JSON file, ``preset`` a name from ``configs/`` (with neither,
     the default preset ``digits-mlp``); ``overrides`` are dotted keys (``**{"model.latent_dim": 8}``);
-    ``data`` a spec string, a ready DataSet, or examples as a numpy array / tensor (or ``(x, y)`` with
-    labels): those are checked like an .npz file's ``x_train`` and split seeded (``train.seed``) into
-    validation (``data.valid_fraction``) and test (10 %) rows.
+    ``data`` a spec string, a ready DataSet, a pandas DataFrame (a table: column types inferred,
+    ``data.columns`` overrides), or examples as a numpy array / tensor (or ``(x, y)`` with labels):
+    those are checked like an .npz file's ``x_train``; arrays and frames are split seeded
+    (``train.seed``) into validation (``data.valid_fraction``) and test (10 %) rows.
     """
     if isinstance(config, Config):
         d = config.to_dict()
@@ -53,11 +54,19 @@ def train(
     if isinstance(data, str):
         cfg.data.name = data
         data = None
+    elif _is_frame(data):
+        from vaekit.data.table import from_frame
+
+        data = from_frame(data, "table", cfg.train.seed, cfg.data.valid_fraction, columns=cfg.data.columns)
     elif data is not None and not isinstance(data, DataSet):
         data = array_dataset(data, cfg.train.seed, cfg.data.valid_fraction)
     trainer = Trainer(cfg, out, data=data, overwrite=overwrite)
     trainer.fit()
     return trainer.model.eval()
+
+
+def _is_frame(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and type(data).__module__.startswith("pandas")
 
 
 def array_dataset(data: Any, seed: int = 0, valid_fraction: float = 0.1) -> DataSet:
@@ -159,3 +168,68 @@ def encode(
         bar.update(rows[-1].shape[0])
     bar.close()
     return torch.cat(rows)
+
+
+@torch.no_grad()
+def sample_rows(
+    run_dir: str | Path, n: int, seed: int = 0, y: int | None = None, encoded: bool = False,
+    where: str | dict[str, str] | None = None,
+) -> Any:
+    """``n`` synthetic rows of a table run as a pandas DataFrame with the training table's column names,
+    dtypes, labels and ranges: z ~ p(z), then each column drawn from p(x|z) and decoded (``encoded``:
+    the drawn rows as the model sees them, a tensor). ``where`` (``"cut=Ideal,color=E"`` or a dict)
+    fixes columns and draws the others from p(x_mis | x_obs) (``vaekit.applications.tables``). The same
+    seed gives the same table (byte for byte on a CPU)."""
+    from vaekit.applications.tables import parse_where, sample_where
+    from vaekit.data.table_codec import decode
+
+    columns = _table_columns(run_dir)
+    if where is not None:
+        where = parse_where(where, columns) if isinstance(where, str) else parse_where(
+            ",".join(f"{k}={v}" for k, v in where.items()), columns)
+    model = load(run_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if where is not None:
+            parts = [sample_where(model, columns, min(10_000, n - i), where) for i in range(0, n, 10_000)]
+            return _concat(parts)
+        rows = torch.cat([model.sample(min(10_000, n - i), y=y, mean=False) for i in range(0, n, 10_000)])
+    return rows if encoded else decode(rows.numpy(), columns)
+
+
+def _concat(frames: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+def _table_columns(run_dir: str | Path) -> tuple:
+    """The fitted columns of a table run; a ConfigError for a run of other data."""
+    from vaekit.errors import ConfigError
+
+    _, info = rd.read_config(run_dir)
+    if info.schema.kind != "table" or not info.schema.columns:
+        raise ConfigError(f"{run_dir} was not trained on a table, so it has no rows",
+                          "use a run trained with --preset table on csv:PATH / parquet:PATH / a DataFrame")
+    return info.schema.columns
+
+
+@torch.no_grad()
+def impute(run_dir: str | Path, data: Any, method: str = "importance", seed: int = 0) -> Any:
+    """The table ``data`` (a DataFrame, or ``csv:PATH`` / ``parquet:PATH``) with its empty cells filled
+    in from p(x_mis | x_obs) given each row's other cells; every given cell is kept as given."""
+    from vaekit.applications.tables import impute as impute_rows
+    from vaekit.data.table import read_table
+
+    columns = _table_columns(run_dir)
+    if isinstance(data, str):
+        fmt, _, path = data.partition(":")
+        if fmt not in ("csv", "parquet") or not path:
+            from vaekit.errors import DataError
+
+            raise DataError(f"cannot read a table from {data!r}", "give csv:PATH or parquet:PATH")
+        data = read_table(path, fmt)
+    model = load(run_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return impute_rows(model, columns, data, method)

@@ -1,5 +1,5 @@
-"""Command line: ``vaekit train | resume | evaluate | sample | reconstruct | encode | score | denoise |
-complete | interpolate | traverse | serve``.
+"""Command line: ``vaekit train | resume | evaluate | sample | impute | reconstruct | encode | score |
+denoise | complete | interpolate | traverse | serve``.
 
 Thin by design: it parses arguments, calls the library and turns ``VaekitError`` into a short
 message (``--debug`` shows the traceback).
@@ -164,14 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from the model's prior",
                        description="Draw samples z ~ p(z) and decode them: a .png grid (images) or a "
-                       ".npy array.", formatter_class=_HelpFormatter)
+                       ".npy array; for a table run, rows drawn from p(x|z) as .csv / .parquet with the "
+                       "training columns (--where fixes some columns).", formatter_class=_HelpFormatter)
     s.add_argument("run_dir", help="the trained run folder")
     s.add_argument("-n", type=int, default=64, help="number of samples")
     s.add_argument("-o", "--output", required=True, help=".png grid or .npy array to write")
     s.add_argument("--seed", type=int, default=0, help="seed of the prior draws (same seed, same samples)")
     s.add_argument("--label", type=int, default=None, help="class to sample (conditional models)")
     s.add_argument("--draw", action="store_true",
-                   help="draw x ~ p(x|z) instead of the likelihood mean")
+                   help="draw x ~ p(x|z) instead of the likelihood mean (table rows are always drawn)")
+    s.add_argument("--where", default=None, metavar="COL=VALUE,...",
+                   help="table runs: fix these columns and draw the others given them (no rejection)")
+
+    im = sub.add_parser("impute", help="fill the empty cells of a table from the model",
+                        description="Fill every empty cell of a table with its most likely value given the "
+                        "row's other cells, p(x_mis | x_obs) under a table run; given cells are kept.",
+                        formatter_class=_HelpFormatter)
+    im.add_argument("run_dir", help="the trained table run folder")
+    im.add_argument("--data", required=True, help="csv:PATH or parquet:PATH, the table with gaps")
+    im.add_argument("-o", "--output", required=True, help=".csv or .parquet file to write")
+    im.add_argument("--method", default="importance", choices=["importance", "mwg", "pseudo-gibbs"],
+                    help="how p(x_mis | x_obs) is computed (see vaekit complete)")
+    im.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
 
     c = sub.add_parser("reconstruct", help="write originals next to their reconstructions",
                        description="Encode the first N examples of a split and decode their posterior "
@@ -417,6 +431,10 @@ def cmd_sample(ns: argparse.Namespace) -> int:
 
     if ns.n < 1:
         raise ConfigError(f"-n must be >= 1 (the number of samples), got {ns.n}", "give e.g. -n 64")
+    from vaekit.runs.folder import read_config
+
+    if read_config(ns.run_dir)[1].schema.columns:
+        return _sample_table(ns)
     model = load(ns.run_dir)
     values = ns.n * event_values(model.event_shape)
     check_fits(f"{ns.n:,} samples of shape {tuple(model.event_shape)} ({values:,} values, drawn, decoded "
@@ -425,6 +443,46 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     images = model.sample(ns.n, y=ns.label, mean=not ns.draw, generator=g)
     _write_array(ns.output, images)
     _say(ns, f"{ns.n} samples written to {ns.output}")
+    return 0
+
+
+def _sample_table(ns: argparse.Namespace) -> int:
+    """Synthetic rows of a table run, drawn from p(x|z): .csv / .parquet with the training columns, or
+    .npy with the encoded rows."""
+    from vaekit.api import sample_rows
+
+    if not ns.output.lower().endswith((".csv", ".csv.gz", ".parquet", ".npy")):
+        raise ConfigError(f"cannot write table rows to {ns.output!r}", "use a .csv, .parquet or .npy file")
+    encoded = ns.output.lower().endswith(".npy")
+    if encoded and ns.where:
+        raise ConfigError("--where writes table rows", "write a .csv or .parquet file")
+    rows = sample_rows(ns.run_dir, ns.n, ns.seed, ns.label, encoded=encoded, where=ns.where)
+    if encoded:
+        _write_array(ns.output, rows)
+    else:
+        _write_table(rows, ns.output)
+    _say(ns, f"{ns.n} rows written to {ns.output}")
+    return 0
+
+
+def _write_table(frame: Any, path: str) -> None:
+    if not path.lower().endswith((".csv", ".csv.gz", ".parquet")):
+        raise ConfigError(f"cannot write a table to {path!r}", "use a .csv or .parquet file")
+    if path.lower().endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def cmd_impute(ns: argparse.Namespace) -> int:
+    from vaekit.api import impute
+
+    source = ns.data.partition(":")[2]
+    if source and Path(ns.output).exists() and Path(source).resolve() == Path(ns.output).resolve():
+        raise ConfigError(f"-o {ns.output} is the input table", "write the filled table to another file")
+    filled = impute(ns.run_dir, ns.data, ns.method, ns.seed)
+    _write_table(filled, ns.output)
+    _say(ns, f"{len(filled)} rows written to {ns.output}")
     return 0
 
 
@@ -729,6 +787,7 @@ def _run(ns: argparse.Namespace, rest: list[str]) -> int:
         "resume": cmd_resume,
         "evaluate": cmd_evaluate,
         "sample": cmd_sample,
+        "impute": cmd_impute,
         "reconstruct": cmd_reconstruct,
         "encode": cmd_encode,
         "score": cmd_score,

@@ -31,13 +31,14 @@ DEFAULT_PRESET = "digits-mlp"  # what 'vaekit train' and vaekit.train use withou
 class DataConfig:
     """Where examples come from and how they are preprocessed."""
 
-    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | npz:PATH | folder:PATH
+    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | npz:PATH | folder:PATH | csv:PATH
     data_dir: str | None = None  # where named data sets are looked for / downloaded to
     binarize: str = "none"  # none | static (fixed draw) | dynamic (fresh Bernoulli draw each step)
     binarize_seed: int = 0  # seed of the static draw, also used for evaluation splits
     valid_fraction: float = 0.1  # carved from train when a data set has no validation split
     classes: list[int] = field(default_factory=list)  # keep only these labels in every split ([] = all)
     exclude_classes: list[int] = field(default_factory=list)  # drop these labels from every split
+    columns: dict[str, Any] = field(default_factory=dict)  # a table's column types: {name: type | drop}
 
     def __post_init__(self) -> None:
         _require_seed("data.binarize_seed", self.binarize_seed)
@@ -248,6 +249,11 @@ def _convert(value: Any, t: Any, key: str) -> Any:
             except ConfigError as e:
                 errors.append(e)
         raise errors[0]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' expects a mapping, got {value!r}",
+                              f"write '{key}' as name: value lines in YAML, or --{key}.NAME VALUE")
+        return {str(k): _column_spec(v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(t)
         if isinstance(value, str):
@@ -273,6 +279,20 @@ def _convert(value: Any, t: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}' = {value} does not fit in a 64-bit integer",
                           f"give '{key}' a value between -{SEED_MAX} and {SEED_MAX}")
     return t(value)
+
+
+def _column_spec(value: Any, key: str) -> Any:
+    """One entry of data.columns: a type name (or ``drop``), or {type, order: [labels...]}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) <= {"type", "order"}:
+        spec = {"type": str(value.get("type", "ordinal"))}
+        if "order" in value:
+            spec["order"] = [str(v) for v in _convert(value["order"], list[str], key + ".order")]
+        return spec
+    raise ConfigError(f"config key '{key}' = {value!r} is not a column type",
+                      "give a type (continuous, integer, categorical, ordinal, boolean, datetime), drop, "
+                      "or {type: ordinal, order: [...]}")
 
 
 def _build(cls: type, d: Any, prefix: str) -> Any:

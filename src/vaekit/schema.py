@@ -14,7 +14,8 @@ from typing import Any, Literal
 from vaekit.errors import CheckpointError
 
 KINDS = ("image", "table", "sequence")
-COLUMN_TYPES = ("continuous", "integer", "categorical", "ordinal", "boolean")
+COLUMN_TYPES = ("continuous", "integer", "categorical", "ordinal", "boolean", "datetime", "constant")
+NUMERIC_TYPES = ("continuous", "integer", "datetime")
 
 
 def _positive_int(v: object) -> bool:
@@ -24,23 +25,62 @@ def _positive_int(v: object) -> bool:
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a table: its name, type and, for categorical / ordinal / boolean columns, the
-    categories in the order their codes 0, 1, ... stand for."""
+    """One column of a table and how it is encoded for the model (``vaekit.data.table_codec``).
+
+    ``categories``: the labels codes 0, 1, ... stand for (categorical / ordinal / boolean), or the one
+    value of a constant column. ``modes``: (mean, std) of each mode of a numeric column's
+    mode-specific normalization. ``bounds``: the numeric range seen in training, where decoded values
+    are clipped. ``missing``: the column has a missing-value indicator. ``dtype``: the pandas dtype
+    decoded rows get back; ``step``: the grid a numeric column's values lie on (0.01, a day).
+
+    Encoded, a discrete column is a one-hot block of its categories, a numeric one a one-hot block of
+    its modes then alpha = (v - mean_m) / (4 std_m), and a missing indicator (1 = missing) follows
+    when ``missing``; a constant column takes no entries."""
 
     name: str
-    type: Literal["continuous", "integer", "categorical", "ordinal", "boolean"] = "continuous"
+    type: Literal["continuous", "integer", "categorical", "ordinal", "boolean", "datetime", "constant"] = (
+        "continuous")
     categories: tuple[str, ...] = ()
+    modes: tuple[tuple[float, float], ...] = ()
+    bounds: tuple[float, float] | None = None
+    missing: bool = False
+    dtype: str = ""
+    step: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in COLUMN_TYPES:
             raise ValueError(f"column {self.name!r}: unknown type {self.type!r}; use one of {COLUMN_TYPES}")
-        if self.type in ("categorical", "ordinal", "boolean") and len(self.categories) < 2:
+        if self.discrete and len(self.categories) < 2:
             raise ValueError(f"column {self.name!r} ({self.type}) needs at least two categories")
+        if self.type == "constant" and len(self.categories) != 1:
+            raise ValueError(f"constant column {self.name!r} needs exactly its one value")
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        modes = tuple((float(m), float(s)) for m, s in self.modes)
+        if any(not s > 0 for _, s in modes):
+            raise ValueError(f"column {self.name!r}: every mode needs a positive std")
+        object.__setattr__(self, "modes", modes)
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
 
     @property
     def discrete(self) -> bool:
         return self.type in ("categorical", "ordinal", "boolean")
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in NUMERIC_TYPES
+
+    @property
+    def value_width(self) -> int:
+        """Encoded entries of the value: categories, or modes + alpha (0 for a constant column)."""
+        if self.discrete:
+            return len(self.categories)
+        return len(self.modes) + 1 if self.numeric else 0
+
+    @property
+    def width(self) -> int:
+        """Encoded entries in all: the value block and the missing indicator."""
+        return self.value_width + int(self.missing)
 
 
 @dataclass(frozen=True)
@@ -69,9 +109,9 @@ class DataSchema:
             raise ValueError(f"unknown data kind {self.kind!r}; use one of {KINDS}")
         if self.kind == "image" and len(self.event_shape) != 3:
             raise ValueError(f"an image schema needs an event shape [C, H, W], got {self.event_shape}")
-        if self.columns and (self.kind != "table" or len(self.columns) != self.event_shape[0]):
-            raise ValueError(f"{len(self.columns)} columns do not describe a {self.kind} of shape "
-                             f"{self.event_shape}")
+        if self.columns and (self.kind != "table" or self.encoded_width != self.event_shape[0]):
+            raise ValueError(f"{len(self.columns)} columns ({self.encoded_width} encoded entries) do not "
+                             f"describe a {self.kind} of shape {self.event_shape}")
         if self.kind == "sequence" and len(self.vocabulary) < 2:
             raise ValueError("a sequence schema needs a vocabulary of at least two tokens")
         for key in ("levels", "num_classes"):
@@ -92,13 +132,27 @@ class DataSchema:
         return math.prod(self.event_shape)
 
     @property
+    def encoded_width(self) -> int:
+        """Entries of one encoded table row: the columns' widths summed."""
+        return sum(c.width for c in self.columns)
+
+    def column_offsets(self) -> list[int]:
+        """Where each column's block starts in an encoded row."""
+        offsets, at = [], 0
+        for c in self.columns:
+            offsets.append(at)
+            at += c.width
+        return offsets
+
+    @property
     def is_image(self) -> bool:
         return self.kind == "image"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["event_shape"] = list(self.event_shape)
-        d["columns"] = [{**c, "categories": list(c["categories"])} for c in d["columns"]]
+        d["columns"] = [{**c, "categories": list(c["categories"]), "modes": [list(m) for m in c["modes"]],
+                         "bounds": None if c["bounds"] is None else list(c["bounds"])} for c in d["columns"]]
         d["vocabulary"] = list(self.vocabulary)
         return d
 
@@ -113,4 +167,4 @@ class DataSchema:
                                   "restore config.json from a backup or retrain") from None
 
 
-__all__ = ["COLUMN_TYPES", "KINDS", "Column", "DataSchema"]
+__all__ = ["COLUMN_TYPES", "KINDS", "NUMERIC_TYPES", "Column", "DataSchema"]

@@ -11,7 +11,7 @@ from vaekit.registry import register
 
 
 class Columns(Distribution):
-    """Independent categoricals over the columns of x [B, D] (codes 0..K_d - 1 as floats)."""
+    """Independent categoricals over the columns of x [B, sum K_d]: one one-hot block per column."""
 
     arg_constraints: dict = {}
     support = constraints.real
@@ -21,17 +21,17 @@ class Columns(Distribution):
         super().__init__(logits.shape[:-1], torch.Size([len(sizes)]), validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        codes = x.long().unbind(-1)
-        return sum(F.log_softmax(p, -1).gather(-1, c.unsqueeze(-1)).squeeze(-1)
-                   for p, c in zip(self.parts, codes, strict=True))
+        blocks = x.split(self.sizes, dim=-1)
+        return sum((F.log_softmax(p, -1) * b).sum(-1) for p, b in zip(self.parts, blocks, strict=True))
 
     @property
-    def mean(self) -> torch.Tensor:  # the most likely category of each column
-        return torch.stack([p.argmax(-1) for p in self.parts], -1).float()
+    def mean(self) -> torch.Tensor:  # each column's category probabilities
+        return torch.cat([p.softmax(-1) for p in self.parts], -1)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
-        draws = [torch.distributions.Categorical(logits=p).sample(sample_shape) for p in self.parts]
-        return torch.stack(draws, -1).float()
+        draws = [F.one_hot(torch.distributions.Categorical(logits=p).sample(sample_shape), p.shape[-1])
+                 for p in self.parts]
+        return torch.cat(draws, -1).float()
 
 
 @register("likelihood", "columns")

@@ -1,7 +1,9 @@
-"""New data sources: a table of three categorical columns (5, 7 and 8 categories) and token
+"""New data sources: a table of three categorical columns (5, 7 and 8 categories, one-hot encoded as the
+schema lays a table row out) and token
 sequences from a Markov chain, each with its schema."""
 
 import torch
+import torch.nn.functional as F
 
 from vaekit.data import DataSet, Split
 from vaekit.registry import register
@@ -22,7 +24,7 @@ def toy_table(data_dir=None, seed=0, valid_fraction=0.1, test_fraction=0.1) -> D
     g = torch.Generator().manual_seed(seed)
     a = torch.randint(0, 5, (600,), generator=g)
     c = (a + torch.randint(0, 2, (600,), generator=g)) % 8
-    x = torch.stack([a, a, c], 1).float()
+    x = torch.cat([F.one_hot(v, k) for v, k in zip((a, a, c), SIZES, strict=True)], 1).float()  # encoded rows
     columns = tuple(Column(name, "categorical", [str(i) for i in range(k)])
                     for name, k in zip("abc", SIZES, strict=True))
     return DataSet("toy-table", *_splits(x), kind="table", levels=None, columns=columns)

@@ -42,6 +42,7 @@ class DataSet:
     num_classes: int | None = None
     columns: tuple[Column, ...] = ()  # a table's columns, when the source knows them
     vocabulary: tuple[str, ...] = ()  # a token sequence's vocabulary
+    dropped: tuple[str, ...] = ()  # a table's columns the source dropped (an index column)
 
     @property
     def event_shape(self) -> tuple[int, ...]:

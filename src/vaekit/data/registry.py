@@ -25,6 +25,7 @@ from vaekit.data.folder import load_folder
 from vaekit.data.mnist import load_idx_dataset
 from vaekit.data.npz import load_npz
 from vaekit.data.splits import check_fractions, select_classes
+from vaekit.data.table import load_table
 from vaekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ _BUILTIN: dict[str, Loader] = {
     "cifar10": lambda data_dir, **_: load_cifar10(data_dir),
     "npz:": lambda path, data_dir, **kw: load_npz(path, **kw),
     "folder:": lambda path, data_dir, **kw: load_folder(path, **kw),
+    "csv:": lambda path, data_dir, **kw: load_table(path, "csv", **kw),
+    "parquet:": lambda path, data_dir, **kw: load_table(path, "parquet", **kw),
 }
+TABLE_PREFIXES = ("csv:", "parquet:")  # the sources that take data.columns
 
 
 def _key(name: str) -> str:
@@ -95,11 +99,16 @@ def load_dataset(
     test_fraction: float = 0.1,
     classes: list[int] | None = None,
     exclude_classes: list[int] | None = None,
+    columns: dict[str, Any] | None = None,
 ) -> DataSet:
     """Load the data set that ``spec`` names (see ``available_datasets()``), keeping only the labels in
-    ``classes`` (all when empty) and not in ``exclude_classes`` in every split (``select_classes``)."""
+    ``classes`` (all when empty) and not in ``exclude_classes`` in every split (``select_classes``);
+    ``columns`` overrides a table's inferred column types (``csv:`` / ``parquet:`` only)."""
     check_fractions(valid_fraction, test_fraction)
-    data = _load(spec, data_dir, seed, valid_fraction, test_fraction)
+    if columns and not (isinstance(spec, str) and spec.strip().lower().startswith(TABLE_PREFIXES)):
+        raise DataError(f"data.columns describes table columns, but {spec!r} is not a table source",
+                        "drop data.columns, or use csv:PATH / parquet:PATH")
+    data = _load(spec, data_dir, seed, valid_fraction, test_fraction, columns)
     return select_classes(data, list(classes or []), list(exclude_classes or []))
 
 
@@ -107,13 +116,16 @@ def load_configured(cfg: DataConfig) -> DataSet:
     """The data set a run's ``data`` section describes: its source, folder, validation share and the
     classes it keeps (what training and every later look at the run's own data use)."""
     return load_dataset(cfg.name, cfg.data_dir, valid_fraction=cfg.valid_fraction, classes=cfg.classes,
-                        exclude_classes=cfg.exclude_classes)
+                        exclude_classes=cfg.exclude_classes, columns=cfg.columns)
 
 
-def _load(spec: str, data_dir: str | None, seed: int, valid_fraction: float, test_fraction: float) -> DataSet:
+def _load(spec: str, data_dir: str | None, seed: int, valid_fraction: float, test_fraction: float,
+          columns: dict[str, Any] | None = None) -> DataSet:
     options: dict[str, Any] = dict(
         data_dir=data_dir, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
     )
+    if columns:
+        options["columns"] = columns
     spec = spec.strip() if isinstance(spec, str) else spec
     if not isinstance(spec, str) or not spec:
         raise DataError(f"data spec {spec!r} is empty", _choices())
@@ -147,6 +159,10 @@ def _suggestion(spec: str) -> str:
         return f"for a folder of images write 'folder:{spec}'. "
     if path.suffix == ".npz":
         return f"for a numpy file write 'npz:{spec}'. "
+    if path.name.endswith((".csv", ".csv.gz", ".tsv")):
+        return f"for a table write 'csv:{spec}'. "
+    if path.suffix == ".parquet":
+        return f"for a table write 'parquet:{spec}'. "
     return ""
 
 

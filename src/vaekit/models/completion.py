@@ -58,9 +58,12 @@ def complete(
     k: int | None = None,
     rounds: int | None = None,
     method: str = DEFAULT_METHOD,
+    draw: bool = False,
 ) -> torch.Tensor:
     """x [B, *event] with entries where ``observed`` (broadcastable bool/0-1 mask) is False replaced by an
-    estimate of E[x_mis | x_obs] under the model. ``method``:
+    estimate of E[x_mis | x_obs] under the model, or with ``draw`` (Gibbs methods) by one draw
+    x_mis ~ p(x_mis | x_obs) per example: the last state of one chain of ``rounds`` steps (conditional
+    sampling, e.g. table rows given some of their columns). ``method``:
 
     - ``importance``: sum_s w_s E[x_mis | z_s], z_s ~ q(z | x_fill), self-normalized importance weights
       w_s ∝ p(x_obs | z_s) p(z_s) / q(z_s | x_fill); x_fill starts with the missing entries at 0 and
@@ -81,7 +84,9 @@ def complete(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown completion method {method!r}", f"use one of: {', '.join(METHODS)}")
-    k = METHODS[method][0] if k is None else k
+    if draw and method == "importance":
+        raise ConfigError("drawing completions needs a Gibbs chain", "use method mwg or pseudo-gibbs")
+    k = 1 if draw else METHODS[method][0] if k is None else k
     rounds = METHODS[method][1] if rounds is None else rounds
     if k < 1 or rounds < 1:
         raise ConfigError(
@@ -106,7 +111,8 @@ def complete(
         if method == "importance":
             parts.append(_complete_batch(model, xb, mb, yb, k, rounds))
         else:
-            parts.append(_gibbs_batch(model, xb, mb, yb, k, rounds, metropolis=method == "mwg"))
+            parts.append(_gibbs_batch(model, xb, mb, yb, k, rounds, metropolis=method == "mwg",
+                                      last=draw))
     return torch.cat(parts)
 
 
@@ -130,10 +136,11 @@ def _complete_batch(
 
 def _gibbs_batch(
     model: nn.Module, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None, chains: int, steps: int,
-    metropolis: bool,
+    metropolis: bool, last: bool = False,
 ) -> torch.Tensor:
     """``chains`` chains per example on (z, x_mis), ``steps`` steps each; the mean of E[x_mis | z] over the
-    second half of the steps. Rows are chain-major (row c * B + b); with ``metropolis`` the current and
+    second half of the steps (``last``: the chains' last state instead). Rows are chain-major (row
+    c * B + b); with ``metropolis`` the current and
     proposed z are decoded in one call of 2 * chains * B rows."""
     n = chains * x.shape[0]
     yc = None if y is None else y.repeat(chains)
@@ -164,6 +171,8 @@ def _gibbs_batch(
         if step >= steps // 2:
             total += mean
             kept += 1
+    if last:
+        return fill
     estimate = (total / kept).view(chains, *x.shape).mean(0)
     return x * mask + to_grid(px, estimate) * (1 - mask)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,12 @@ def check_data_fits(cfg: Config, data: DataSet) -> None:
     check_mode(cfg.data.binarize)
     check_finite_rows(data)
     check_labels(data)
+    if data.columns and cfg.model.likelihood.name in ("bernoulli", "gaussian", "logistic-mixture"):
+        raise ConfigError(
+            f"{data.name!r} is a table of {len(data.columns)} typed columns, encoded for the table "
+            f"likelihood, but model.likelihood is {cfg.model.likelihood.name!r}",
+            "use --preset table (or --model.likelihood table)",
+        )
     if cfg.model.likelihood.name == "bernoulli" and data.train.x.dtype != torch.uint8:
         lo, hi = float(data.train.x.min()), float(data.train.x.max())
         if lo < 0 or hi > 1:
@@ -195,6 +202,11 @@ def _build(cfg: Config, out: Path, data: DataSet | None, world: World, device: t
         data = stream.data
     elif data is None:
         data = load_configured(cfg.data)
+    if data.kind == "table" and data.columns and world.main:
+        from vaekit.data.table import describe_columns
+
+        print(f"{data.name}: {len(data.train):,} training rows, columns:\n{describe_columns(data)}",
+              file=sys.stderr)
     check_data_fits(cfg, data)
     # before any weights exist: the model, its gradients and Adam state, and one batch's input,
     # decoder output and output gradient must fit in the device's memory

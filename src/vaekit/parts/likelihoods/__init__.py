@@ -8,6 +8,7 @@ from vaekit.parts.likelihoods.base import Likelihood
 from vaekit.parts.likelihoods.bernoulli import BernoulliLikelihood
 from vaekit.parts.likelihoods.gaussian import GaussianLikelihood
 from vaekit.parts.likelihoods.logistic_mixture import LogisticMixtureLikelihood
+from vaekit.parts.likelihoods.table import TableLikelihood
 from vaekit.schema import DataSchema
 
 
@@ -17,4 +18,4 @@ def build_likelihood(cfg: PartConfig, schema: DataSchema) -> Likelihood:
 
 
 __all__ = ["BernoulliLikelihood", "GaussianLikelihood", "Likelihood", "LogisticMixtureLikelihood",
-           "build_likelihood"]
+           "TableLikelihood", "build_likelihood"]
