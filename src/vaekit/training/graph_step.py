@@ -231,5 +231,5 @@ class CapturedStep:
             self.totals.values.zero_()
 
 
-__all__ = ["CapturedStep", "DeviceStep", "allow_tracing", "capture", "capture_blocker", "fused_adam_step", "init_adam_state",
-           "side_stream"]
+__all__ = ["CapturedStep", "DeviceStep", "allow_tracing", "capture", "capture_blocker", "fused_adam_step",
+           "init_adam_state", "side_stream"]
