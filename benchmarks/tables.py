@@ -203,7 +203,7 @@ def privacy(train: pd.DataFrame, synth: pd.DataFrame, holdout: pd.DataFrame, met
     rows identical to a training row."""
     from sdmetrics.single_table import DCROverfittingProtection
 
-    rows = min(len(synth), 1000)
+    rows = min(1000, len(synth) // 2, len(holdout))  # each draw subsamples without replacement
     scores = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
