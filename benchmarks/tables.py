@@ -82,8 +82,9 @@ def _fit_sdv(kind: str, train: pd.DataFrame, n: int, epochs: int | None) -> pd.D
     else:
         cls = TVAESynthesizer if kind == "tvae" else CTGANSynthesizer
         synth = cls(metadata, enable_gpu=False, **({"epochs": epochs} if epochs else {}))
-    synth.fit(train)
-    return synth.sample(n)
+    synth.fit({"table": train})
+    rows = synth.sample(n)
+    return rows["table"] if isinstance(rows, dict) else rows
 
 
 def _run_method(method: str, train: pd.DataFrame, n: int, args: dict, out: str) -> None:
