@@ -21,7 +21,13 @@ from vaekit.data.base import DataSet, Split
 from vaekit.errors import ConfigError, DataError, DivergenceError
 from vaekit.runs.checkpoint import load_tensors
 from vaekit.training import graph_step
-from vaekit.training.graph_step import CapturedStep, DeviceStep, capture_blocker, fused_adam_step
+from vaekit.training.graph_step import (
+    CapturedStep,
+    DeviceStep,
+    allow_tracing,
+    capture_blocker,
+    fused_adam_step,
+)
 from vaekit.training.policy import pick_graph
 from vaekit.training.trainer import Trainer
 
@@ -81,6 +87,7 @@ def test_step_is_one_graph_and_equals_the_eager_step(tmp_path, model):
     step = device_step(b)
     torch._dynamo.reset()
     with torch._dynamo.config.patch(trace_autograd_ops=True):
+        allow_tracing()
         compiled = torch.compile(step.__call__, fullgraph=True, dynamic=False, backend="eager")
         torch.manual_seed(1)
         for i, idx in enumerate(idxs):

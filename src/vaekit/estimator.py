@@ -36,6 +36,7 @@ from vaekit.data.npz import from_arrays
 from vaekit.data.transforms import eval_view
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluation import importance_sample
+from vaekit.models.inputs import as_tensor
 from vaekit.runs.folder import read_config
 
 ESTIMATOR_FILE = "estimator.json"  # the estimator's parameters and threshold, beside the run's files
@@ -315,15 +316,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseE
 def _checked(X: Any, name: str) -> np.ndarray:
     """X (numpy array, tensor, list) as checked examples: [n, D] tables or [n, C, H, W] images, uint8 or
     float32 in [0, 1] (``vaekit.data.arrays``: NaN and out-of-range values get a DataError)."""
-    if isinstance(X, torch.Tensor):
-        a = X.detach().cpu().numpy()
-    else:
-        try:
-            a = np.asarray(X)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{name} cannot be read as an array ({e})",
-                            f"pass {name} as a numpy array or a torch tensor") from None
-    x, _ = as_examples(name, a)
+    x, _ = as_examples(name, as_tensor(X, name).detach().cpu().numpy())
     x, _, _ = as_values(name, x)
     return np.ascontiguousarray(x)
 

@@ -65,12 +65,11 @@ def bernoulli_from_thresholds(t: torch.Tensor) -> torch.Tensor:
     return (random_bits(t).view(torch.int32)[:n].view(t.shape) < t).view(torch.uint8).float()
 
 
-@torch.compiler.allow_in_graph
 def random_bits(t: torch.Tensor) -> torch.Tensor:
     """32 random bits for each value of ``t``, as int64 words of the default generator on t's device
-    (one full-range draw per two values). One opaque call in a torch.compile graph: dynamo cannot
-    trace the in-place ``random_``, and the captured training step (training/graph_step.py) is
-    checked by tracing it; CUDA graphs capture the kernel itself."""
+    (one full-range draw per two values). ``training.graph_step.allow_tracing`` makes it one opaque
+    call in a torch.compile graph (dynamo cannot trace the in-place ``random_``); CUDA graphs capture
+    the kernel itself."""
     return torch.empty((t.numel() + 1) // 2, dtype=torch.int64, device=t.device).random_(-(2**63), None)
 
 

@@ -32,11 +32,18 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vaekit.data.transforms import training_batch
+from vaekit.data.transforms import random_bits, training_batch
 from vaekit.parts.objectives import Objective
 from vaekit.training.epoch_sums import StepTotals
 from vaekit.training.guard import DivergenceGuard
 from vaekit.training.policy import Policy, prepare_batch
+
+
+def allow_tracing() -> None:
+    """Let torch.compile trace the step with the binarization noise as one opaque call (how the tests
+    check that the step has no graph break). Done on demand: registering imports torch._dynamo, 1.3 s
+    that every command importing the data transforms paid when it was a decorator."""
+    torch.compiler.allow_in_graph(random_bits)
 
 WARMUP_STEPS = 3  # eager steps before the capture (torch's recipe: warm up on a side stream)
 
@@ -224,5 +231,5 @@ class CapturedStep:
             self.totals.values.zero_()
 
 
-__all__ = ["CapturedStep", "DeviceStep", "capture", "capture_blocker", "fused_adam_step", "init_adam_state",
+__all__ = ["CapturedStep", "DeviceStep", "allow_tracing", "capture", "capture_blocker", "fused_adam_step", "init_adam_state",
            "side_stream"]
