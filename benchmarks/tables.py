@@ -82,8 +82,9 @@ def _fit_sdv(kind: str, train: pd.DataFrame, n: int, epochs: int | None) -> pd.D
     else:
         cls = TVAESynthesizer if kind == "tvae" else CTGANSynthesizer
         synth = cls(metadata, enable_gpu=False, **({"epochs": epochs} if epochs else {}))
-    synth.fit(train)
-    return synth.sample(n)
+    synth.fit({"table": train})
+    rows = synth.sample(n)
+    return rows["table"] if isinstance(rows, dict) else rows
 
 
 def _run_method(method: str, train: pd.DataFrame, n: int, args: dict, out: str) -> None:
@@ -203,7 +204,7 @@ def privacy(train: pd.DataFrame, synth: pd.DataFrame, holdout: pd.DataFrame, met
     rows identical to a training row."""
     from sdmetrics.single_table import DCROverfittingProtection
 
-    rows = min(len(synth), 1000)
+    rows = min(1000, len(synth) // 2, len(holdout))  # each draw subsamples without replacement
     scores = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
