@@ -165,6 +165,8 @@ def test_train_then_sample_writes_rows_like_the_table_and_seeds_reproduce(tmp_pa
     run = tmp_path / "run"
     assert cli_main(["--quiet", "train", "--preset", "table", "--data", f"csv:{path}", "--out", str(run),
                      "--train.epochs", "3", "--train.batch_size", "100", "--train.progress", "false"]) == 0
+    assert list(pd.read_csv(run / "samples.csv").columns) == [c for c in _frame().columns if c != "id"]
+    assert "## Synthetic rows" in (run / "report.md").read_text()
     a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
     for out, seed in ((a, 0), (b, 0), (c, 1)):
         args = ["--quiet", "sample", str(run), "-n", "300", "--seed", str(seed), "-o", str(out)]

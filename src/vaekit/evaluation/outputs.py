@@ -43,6 +43,13 @@ def write_outputs(out: Path, model: VAE, cfg: Config, data: DataSet, device: tor
         ys = None if labels is None else labels[:32].to(device)
         if len(xs):
             save_pairs(xs, model.reconstruct(xs, ys), out / "reconstructions.png", n=32)
+    elif data.columns:  # a table: rows drawn from p(x|z), decoded into the table's columns
+        from vaekit.data.table_codec import decode
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)
+            rows = model.sample(cfg.train.num_samples, mean=False)
+        decode(rows.cpu().numpy(), data.columns).to_csv(out / "samples.csv", index=False)
     else:
         np.save(out / "samples.npy", samples.cpu().numpy())
     if len(data.test):

@@ -172,9 +172,26 @@ def render_report(out: Path) -> Path:
     ):
         if (out / name).is_file():
             lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    if (out / "samples.csv").is_file():
+        lines += ["## Synthetic rows", "", *_first_rows(out / "samples.csv"), "",
+                  "samples.csv: rows drawn from the model (`vaekit sample RUN -n N -o rows.csv` for more)",
+                  ""]
     for name in sorted(out.glob("evaluation-*.png")):
         title = EVALUATION_PLOTS.get(name.name, name.stem)
         lines += [f"## {title}", "", f"![{title}]({name.name})", ""]
     path = out / rd.REPORT
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _first_rows(path: Path, n: int = 5) -> list[str]:
+    """The first rows of a CSV as a Markdown table (csv module: the report needs no pandas)."""
+    import csv
+
+    with path.open(newline="") as f:
+        rows = [r for _, r in zip(range(n + 1), csv.reader(f), strict=False)]
+    if not rows:
+        return []
+    head, body = rows[0], rows[1:]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(r) + " |" for r in body)]
