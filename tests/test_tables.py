@@ -294,3 +294,16 @@ def test_impute_fills_gaps_from_the_other_cells_and_keeps_given_cells(table_run,
     assert err < 0.4 * np.abs(truth["a"].mean() - truth.loc[hide_a, "a"]).mean()  # b tells a (0.26 measured)
     assert (filled.loc[hide_kind, "kind"] == truth.loc[hide_kind, "kind"]).mean() > 0.9
     assert cli_main(["impute", str(table_run), "--data", f"csv:{src}", "-o", str(src)]) == 2  # no overwrite
+
+
+def test_column_overrides_from_the_command_line_make_an_ordinal_and_drop_a_column(tmp_path):
+    path = _write(tmp_path, _frame(200))
+    run = tmp_path / "run"
+    assert cli_main(["--quiet", "train", "--preset", "table", "--data", f"csv:{path}", "--out", str(run),
+                     "--data.columns.size.order", "[L, M, S]", "--data.columns.shop", "drop",
+                     "--train.epochs", "1", "--train.progress", "false"]) == 0
+    from vaekit.runs.folder import read_config
+
+    columns = {c.name: c for c in read_config(run)[1].schema.columns}
+    assert columns["size"].type == "ordinal" and columns["size"].categories == ("L", "M", "S")
+    assert "shop" not in columns and "id" not in columns

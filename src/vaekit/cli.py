@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
     from vaekit.config import all_keys, parse_value
 
+    columns, rest = _column_options(rest)
     if rest:
         bad = next((a for a in rest if a.startswith("--")), rest[0])
         key = bad.lstrip("-").split("=")[0]
@@ -340,7 +341,28 @@ def _overrides(ns: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
             f"unknown option {bad!r}",
             f"did you mean '--{close[0]}'?" if close else "see 'vaekit train --help' for the options",
         )
-    return {k: parse_value(v) for k, v in vars(ns).items() if "." in k or k == "plugins"}
+    return {**{k: parse_value(v) for k, v in vars(ns).items() if "." in k or k == "plugins"}, **columns}
+
+
+def _column_options(rest: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``--data.columns.NAME TYPE`` and ``--data.columns.NAME.order [a, b]`` (a table's column names are
+    not config keys known in advance), and the arguments left."""
+    from vaekit.config import parse_value
+
+    found, left, i = {}, [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg.startswith("--data.columns.") and len(arg) > len("--data.columns."):
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 >= len(rest):
+                    raise ConfigError(f"{arg} needs a value", f"write {arg} TYPE (or drop)")
+                value, i = rest[i + 1], i + 1
+            found[key] = parse_value(value)
+        else:
+            left.append(arg)
+        i += 1
+    return found, left
 
 
 def _closing_line(run_dir: str | Path) -> str:

@@ -446,6 +446,9 @@ def _looks_float(text: str) -> bool:
     return True
 
 
+MAPPING_KEYS = ("data.columns.",)  # mappings whose keys the data names (a table's columns)
+
+
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     """Set d['a']['b'] = value for key 'a.b'. A section that picks a part by name takes the name itself
     ('--model.prior vamp', '--data mnist', '--objective iwae'); a new part drops the options of the
@@ -455,7 +458,7 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     if key in sections or key in ("data", "objective"):
         parts.append("name")
     valid = all_keys()
-    if ".".join(parts) not in valid:
+    if ".".join(parts) not in valid and not key.startswith(MAPPING_KEYS):
         raise _unknown(key, valid)
     node = d
     for i, p in enumerate(parts[:-1]):
