@@ -20,10 +20,8 @@ from vaekit.runs.folder import load, read_config  # noqa: E402
 from vaekit.server import create_app  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def table_run(tmp_path_factory) -> Path:
+def train_table(base: Path) -> Path:
     """A table preset run (2 epochs) on 300 seeded rows: a numeric, a categorical and a boolean column."""
-    base = tmp_path_factory.mktemp("table-explorer")
     rng = np.random.default_rng(0)
     n = 300
     colour = rng.choice(["red", "green", "blue"], n)
@@ -38,6 +36,11 @@ def table_run(tmp_path_factory) -> Path:
     assert main(["--quiet", "train", "--preset", "table", "--data", f"csv:{path}", "--out", str(run),
                  "--train.epochs", "2", "--train.progress", "false"]) == 0
     return run
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory) -> Path:
+    return train_table(tmp_path_factory.mktemp("table-explorer"))
 
 
 @pytest.fixture(scope="module")
