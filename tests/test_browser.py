@@ -30,6 +30,7 @@ websocket = pytest.importorskip(
 )
 
 from test_server import train_tiny  # noqa: E402
+from test_server_tables import train_table  # noqa: E402
 
 import vaekit  # noqa: E402
 from vaekit.server import create_app  # noqa: E402
@@ -157,6 +158,17 @@ def server(tmp_path_factory):
     if not run:  # a tiny run with `vaekit evaluate`'s numbers (seed, K, bpd, seconds) for the facts tab
         run = train_tiny(tmp_path_factory.getbasetemp(), "explorer-evaluated-run")
         vaekit.evaluate(run, nll_samples=20)
+    yield from serve(run)
+
+
+@pytest.fixture(scope="module")
+def table_server(tmp_path_factory):
+    """The explorer on a tiny table run (tests/test_server_tables.py)."""
+    yield from serve(train_table(tmp_path_factory.mktemp("table-browser")))
+
+
+def serve(run):
+    """Serve the explorer of ``run`` (a generator for a fixture: yields the base URL, then stops)."""
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -315,3 +327,30 @@ def test_explorer_page_in_chromium(server, browser, tmp_path):
     for name in ("explorer.png", "explorer-sample.png", "explorer-reconstruct.png", "explorer-facts.png",
                  "explorer-traverse.png"):
         assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_run_page_shows_rows(table_server, browser):
+    b = browser
+    b.call("Page.navigate", url=table_server + "/")
+    b.wait_for("window.vaekitExplorer && window.vaekitExplorer.ready")
+    state = "window.vaekitExplorer"
+    assert b.js(f"{state}.table") is True
+    # the decoder shows the chosen row and its decoding as tables with every column
+    b.wait_for("document.querySelectorAll('#decoded-row tr').length === 3")
+    names = b.js("[...document.querySelectorAll('#decoded-row th')].map((t) => t.textContent)")
+    assert names == ["size", "colour", "ok"]
+    assert b.js("document.querySelectorAll('#original-row tr').length") == 3
+    # colour by the categorical column: the legend lists its labels, the values come with the map
+    b.js("(() => { const s = document.getElementById('color-select'); s.value = 'colour'; "
+         "s.dispatchEvent(new Event('change')); })()")
+    b.wait_for(f"{state}.map.color_by === 'colour'")
+    legend = b.js("[...document.querySelectorAll('#map-legend span')].map((s) => s.textContent)")
+    assert set(legend) <= {"blue", "green", "red"} and legend
+    assert b.js(f"{state}.map.values.length") == b.js(f"{state}.map.x.length")
+    # clicking an empty spot decodes it into a row
+    decodes = b.js(f"{state}.decodes")
+    rect = b.js("(() => { const r = document.getElementById('map').getBoundingClientRect(); "
+                "return [r.left, r.top]; })()")
+    b.click(rect[0] + 3, rect[1] + 3)
+    b.wait_for(f"{state}.decodes > {decodes} && {state}.selected === null")
+    assert b.js("document.querySelector('.tabs button[data-tab=\"sample\"]').classList.contains('hidden')")

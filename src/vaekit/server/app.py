@@ -175,7 +175,8 @@ def create_app(
     def encoded(x: torch.Tensor, label: int | None, condition: torch.Tensor | None) -> dict[str, Any]:
         mean, std = ex.encode(x, condition)
         return {
-            "image": to_png_data_url(x[0]),
+            "image": None if ex.is_table else to_png_data_url(x[0]),
+            "row": ex.decode_row_of_input(x) if ex.is_table else None,
             "z": mean[0].tolist(),
             "std": None if std is None else std[0].tolist(),
             "point": ex.map_point(mean[0]),
@@ -198,8 +199,15 @@ def create_app(
         return {**ex.info(), "limits": limits}
 
     @app.get("/map", response_model=S.MapResponse, summary="The split's posterior means in 2-D")
-    def latent_map() -> dict[str, Any]:
+    def latent_map(
+        color_by: str | None = Query(None, description="table runs: the column whose values colour the map"),
+    ) -> dict[str, Any]:
+        table = {"columns": [c.name for c in ex.columns] if ex.is_table else None, "color_by": None,
+                 "values": None, "color": None}
+        if color_by is not None:
+            table.update(ex.color_by(color_by))
         return {
+            **table,
             "x": ex.points[:, 0].tolist(),
             "y": ex.points[:, 1].tolist(),
             "index": ex.indices.tolist(),
@@ -216,8 +224,11 @@ def create_app(
     @app.post("/decode", response_model=S.DecodeResponse, summary="Decode a latent vector or map point")
     def decode(req: S.DecodeRequest) -> dict[str, Any]:
         z = ex.check_z(req.z) if req.z is not None else ex.latent_of_point(list(req.point))
-        image = ex.decode(z[None], ex.check_label(req.label))[0]
-        return {"image": to_png_data_url(image), "z": z.tolist(), "point": ex.map_point(z)}
+        label = ex.check_label(req.label)
+        if ex.is_table:
+            return {"image": None, "row": ex.decode_row(z, label), "z": z.tolist(), "point": ex.map_point(z)}
+        image = ex.decode(z[None], label)[0]
+        return {"image": to_png_data_url(image), "row": None, "z": z.tolist(), "point": ex.map_point(z)}
 
     @app.post("/encode", response_model=S.EncodeResponse, openapi_extra=IMAGE_BODY,
               summary="Encode an uploaded image")
@@ -229,6 +240,7 @@ def create_app(
     @app.post("/interpolate", response_model=S.InterpolateResponse,
               summary="Decodings along a line or great circle between two latents")
     def interpolate(req: S.InterpolateRequest) -> dict[str, Any]:
+        ex.images_only("/interpolate")
         za, label_a = latent(req.a)
         zb, _ = latent(req.b)
         label = ex.check_label(req.label, fallback=label_a)

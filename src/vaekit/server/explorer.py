@@ -23,6 +23,7 @@ from vaekit.errors import DataError, VaekitError
 from vaekit.evaluation import dimension_activity, evaluate_elbo, posterior_means
 from vaekit.runs import folder as rd
 from vaekit.runs.report import EVALUATION
+from vaekit.server import rows
 from vaekit.server.images import image_to_input, open_image
 from vaekit.server.projection import Projection, fit_projection
 
@@ -53,11 +54,12 @@ class Explorer:
         self.run_dir = Path(run_dir).resolve()
         self.cfg, self.data_info = rd.read_config(self.run_dir)
         self.model = rd.load(self.run_dir)
+        self.columns = self.data_info.schema.columns if self.data_info.schema.kind == "table" else ()
         shape = self.model.event_shape
-        if len(shape) != 3 or shape[0] not in (1, 3):
+        if not self.columns and (len(shape) != 3 or shape[0] not in (1, 3)):
             raise DataError(
-                f"the explorer shows images, and this run's examples have shape {shape}",
-                "serve a run trained on image data (1 or 3 channels); use 'vaekit encode' for tables",
+                f"the explorer shows images and table rows, and this run's examples have shape {shape}",
+                "serve a run trained on image data (1 or 3 channels) or on a table",
             )
         self.seed = seed
         self._rng_lock = threading.Lock()
@@ -75,6 +77,13 @@ class Explorer:
         self.projection: Projection = fit_projection(self.means, projection, seed)
         self.points = self.projection.transform(self.means)
         self.axes = lw.prior_axes(self.model, seed)  # what a traversal steps in
+        if self.is_table:  # the map's rows as the model sees them (decoded from the encoded split)
+            self.map_x = self.x[self.indices].double().numpy()
+            self.map_rows = rows.decode_rows(self.map_x, self.columns)
+
+    @property
+    def is_table(self) -> bool:
+        return bool(self.columns)
 
     @property
     def latent_dim(self) -> int:
@@ -129,8 +138,40 @@ class Explorer:
             )
         return index
 
+    def images_only(self, what: str) -> None:
+        """Refuse a request that shows images when the run was trained on a table."""
+        if self.is_table:
+            raise ExplorerInputError(f"{what} shows images, and this run was trained on a table: use the map "
+                                     "and /decode, which give rows")
+
+    def check_column(self, name: str) -> str:
+        """A column of a table run to colour the map by."""
+        if not self.is_table:
+            raise ExplorerInputError("color_by picks a table column, and this run was trained on images")
+        names = [c.name for c in self.columns]
+        if name not in names:
+            raise ExplorerInputError(
+                f"the table has no column {name!r}; its columns: {', '.join(names)}", 404)
+        return name
+
+    def color_by(self, name: str) -> dict[str, Any]:
+        """Column ``name`` of the map's rows: each row's value and the number it is coloured by."""
+        name = self.check_column(name)
+        return {"color_by": name, "values": [r[name] for r in self.map_rows],
+                "color": rows.color_values(self.map_x, self.map_rows, self.columns, name)}
+
+    def decode_row_of_input(self, x: torch.Tensor) -> dict[str, Any]:
+        """One encoded row [1, width] of the split back into the table's columns."""
+        return rows.decode_rows(x.double().numpy(), self.columns)[0]
+
+    def decode_row(self, z: torch.Tensor, label: torch.Tensor | None) -> dict[str, Any]:
+        """A latent [d] decoded to a row: the likelihood mean E[x|z] (category and mode probabilities)
+        read back into the table's columns."""
+        return rows.decode_rows(self.decode(z[None], label).double().numpy(), self.columns)[0]
+
     def upload(self, data: bytes, invert: bool = False) -> torch.Tensor:
         """An uploaded image file as one model input [1, C, H, W] (see ``vaekit.server.images``)."""
+        self.images_only("an upload")
         img = open_image(data)
         return image_to_input(
             img, self.model.event_shape, self.cfg.data.binarize, self.cfg.data.binarize_seed, invert
@@ -193,6 +234,7 @@ class Explorer:
     def samples(self, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, list[int] | None]:
         """n draws z ~ p(z) decoded; a conditional model decodes the same n latents for every class
         (one row per class; or for ``label`` only), so a column shows one style across classes."""
+        self.images_only("/samples")
         g = torch.Generator().manual_seed(seed)
         z = self.model.prior.sample(n, generator=g)
         if not self.num_classes:
@@ -229,6 +271,7 @@ class Explorer:
         most active ones, each over -span .. span prior standard deviations, from the prior mean or
         example ``index``'s posterior mean: latents [rows, steps, d] and their decodings [rows, steps,
         C, H, W], with the units and their activity."""
+        self.images_only("a traversal")
         axes = self.axes
         activity = torch.as_tensor(self.activity[: axes.units])
         spec = f"top:{top}" if dims is None else ",".join(map(str, dims))
@@ -275,6 +318,7 @@ class Explorer:
             "activity_kind": self.activity_kind,
             "activity": self.activity.tolist(),
             "dim_order": self.dim_order,
+            "columns": rows.column_info(self.columns) if self.is_table else None,
             "config": self.cfg.to_dict(),
             "evaluation": self.evaluation(),
         }

@@ -35,8 +35,12 @@ class DecodeRequest(Strict):
         return self
 
 
+Row = dict[str, Any]  # a table row: column name -> value (None for a missing cell)
+
+
 class DecodeResponse(BaseModel):
-    image: Image = Field(description="E[x|z], the likelihood mean")
+    image: Image | None = Field(description="E[x|z], the likelihood mean (None for a table run)")
+    row: Row | None = Field(description="table runs: E[x|z] decoded into the table's columns")
     z: list[float]
     point: list[float] | None = Field(description="where z lies on the map (None for UMAP)")
 
@@ -100,7 +104,9 @@ class TraverseResponse(BaseModel):
 
 
 class EncodeResponse(BaseModel):
-    image: Image = Field(description="the input as the model sees it (resized, scaled, binarized)")
+    image: Image | None = Field(description="the input as the model sees it (resized, scaled, binarized; "
+                                "None for a table run)")
+    row: Row | None = Field(None, description="table runs: the example's row as the model sees it")
     z: list[float] = Field(description="posterior mean E_q[z|x]")
     std: list[float] | None = Field(description="posterior standard deviations (None for a flow)")
     point: list[float] | None
@@ -119,6 +125,11 @@ class MapResponse(BaseModel):
     projection: str = Field(description="latent (d = 2), pca or umap")
     axes: list[str]
     split: str
+    columns: list[str] | None = Field(description="table runs: the columns the map can be coloured by")
+    color_by: str | None = Field(description="the column asked for with ?color_by=")
+    values: list[Any] | None = Field(description="that column's value for each point (decoded rows)")
+    color: list[int | float | None] | None = Field(
+        description="each point's colour number: a category's index in the column's labels, or the value")
 
 
 class SamplesResponse(BaseModel):
@@ -156,6 +167,7 @@ class InfoResponse(BaseModel):
     )
     activity: list[float] = Field(description="per latent dimension, in dimension order")
     dim_order: list[int] = Field(description="dimensions, most active first")
+    columns: list[dict[str, Any]] | None = Field(description="table runs: name, type, categories per column")
     config: dict[str, Any]
     evaluation: dict[str, Any] = Field(description="the run's evaluation.json")
     limits: dict[str, Any]

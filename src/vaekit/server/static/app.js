@@ -19,6 +19,7 @@ const state = {
   path: null,       // interpolation path on the map
   hover: -1,
   label: null,      // class to condition on (conditional models)
+  table: false,     // a run trained on a table: rows instead of images
   ends: { a: null, b: null },
   decodes: 0,
   latencies: [],    // ms from a slider move to the new image on screen
@@ -113,6 +114,25 @@ const fmt = (v, digits = 2) => {
   return Number.isInteger(v) && Math.abs(v) >= 10 ? String(v) : v.toFixed(digits);
 };
 const colorOf = (label) => (label === null || label === undefined ? "#3b5bdb" : PALETTE[label % PALETTE.length]);
+const MISSING_COLOR = "#c4c8d0";
+
+// A table run's column colouring: a category's palette colour, or a numeric value on a blue-to-orange ramp.
+function columnColors() {
+  const { color, color_by: name } = state.map;
+  if (!color) return null;
+  const column = state.info.columns.find((c) => c.name === name);
+  if (column.categories) return color.map((k) => (k === null ? MISSING_COLOR : colorOf(k)));
+  const known = color.filter((v) => v !== null);
+  const lo = Math.min(...known), hi = Math.max(...known);
+  const ramp = (t) => `rgb(${Math.round(40 + 200 * t)}, ${Math.round(90 + 40 * t)}, ${Math.round(200 - 170 * t)})`;
+  return color.map((v) => (v === null ? MISSING_COLOR : ramp(hi > lo ? (v - lo) / (hi - lo) : 0.5)));
+}
+
+// A table row as a two-column table: column name, value.
+function renderRow(table, row) {
+  table.replaceChildren(...Object.entries(row).map(([k, v]) => el("tr", {}, [
+    el("th", { text: k }), el("td", { text: v === null ? "(missing)" : fmt(v) })])));
+}
 
 // ---- the map ----------------------------------------------------------------------------------------
 
@@ -172,6 +192,7 @@ function drawMap() {
   ctx.restore();
 
   const { x, y, label } = state.map;
+  const colors = state.table ? columnColors() : null;
   view.sx = new Float32Array(x.length);
   view.sy = new Float32Array(x.length);
   ctx.globalAlpha = 0.72;
@@ -179,7 +200,7 @@ function drawMap() {
     const [px, py] = toScreen(x[i], y[i]);
     view.sx[i] = px;
     view.sy[i] = py;
-    ctx.fillStyle = colorOf(label ? label[i] : null);
+    ctx.fillStyle = colors ? colors[i] : colorOf(label ? label[i] : null);
     ctx.beginPath();
     ctx.arc(px, py, 2.6, 0, 2 * Math.PI);
     ctx.fill();
@@ -254,6 +275,11 @@ async function onMapMove(event) {
   tip.style.top = `${Math.max(sy - 110, 4)}px`;
   tip.classList.remove("hidden");
   try {
+    if (state.table) {
+      const m = state.map;
+      $("tooltip-text").textContent = m.values ? `#${index} · ${m.color_by} ${fmt(m.values[i])}` : `#${index}`;
+      return;
+    }
     const ex = await exampleData(index);
     if (state.hover !== i) return;
     $("tooltip-img").src = ex.image;
@@ -273,6 +299,7 @@ async function onMapClick(event) {
 function drawLegend() {
   const box = $("map-legend");
   box.replaceChildren();
+  if (state.table) { drawColumnLegend(box); return; }
   if (!state.map.label) return;
   const labels = [...new Set(state.map.label)].sort((a, b) => a - b);
   for (const l of labels) {
@@ -280,6 +307,36 @@ function drawLegend() {
     dot.style.background = colorOf(l);
     box.append(el("span", {}, [dot, String(l)]));
   }
+}
+
+function drawColumnLegend(box) {
+  const { color, color_by: name } = state.map;
+  if (!color) return;
+  const column = state.info.columns.find((c) => c.name === name);
+  const colors = columnColors();
+  const shown = new Map();
+  color.forEach((v, i) => {
+    const text = v === null ? "(missing)" : column.categories ? column.categories[v] : null;
+    if (text !== null && !shown.has(text)) shown.set(text, colors[i]);
+  });
+  if (!column.categories) {
+    const known = color.map((v, i) => [v, colors[i]]).filter(([v]) => v !== null).sort((a, b) => a[0] - b[0]);
+    if (known.length) {
+      shown.set(`${fmt(known[0][0])} (low)`, known[0][1]);
+      shown.set(`${fmt(known[known.length - 1][0])} (high)`, known[known.length - 1][1]);
+    }
+  }
+  for (const [text, c] of shown) {
+    const dot = el("i");
+    dot.style.background = c;
+    box.append(el("span", {}, [dot, text]));
+  }
+}
+
+async function colorBy(name) {
+  state.map = await api(`/map?${query({ color_by: name })}`);
+  drawMap();
+  drawLegend();
 }
 
 // ---- decoder and sliders ----------------------------------------------------------------------------
@@ -347,7 +404,8 @@ async function runDecode() {
   const t0 = performance.now();
   try {
     const r = await postJSON("/decode", { z: state.z, label: condition() });
-    await setImage($("decoded"), r.image);
+    if (r.row) renderRow($("decoded-row"), r.row);
+    else await setImage($("decoded"), r.image);
     const ms = performance.now() - t0;
     state.latencies.push(ms);
     state.decodes += 1;
@@ -368,7 +426,10 @@ async function showLatent(z, source, original = null) {
   setSliders(z);
   const orig = $("original");
   orig.closest("figure").classList.toggle("hidden", !original);
-  if (original) {
+  if (original && original.row) {
+    renderRow($("original-row"), original.row);
+    $("original-caption").textContent = original.caption;
+  } else if (original) {
     await setImage(orig, original.image);
     $("original-caption").textContent = original.caption;
   }
@@ -384,7 +445,7 @@ async function selectExample(index) {
     $("label-select").value = String(ex.label);
   }
   const caption = ex.label === null ? `${state.info.split} #${index}` : `${state.info.split} #${index} · label ${ex.label}`;
-  await showLatent(ex.z, "decoded from its posterior mean", { image: ex.image, caption });
+  await showLatent(ex.z, "decoded from its posterior mean", { image: ex.image, row: ex.row, caption });
 }
 
 async function decodePoint(point) {
@@ -680,6 +741,7 @@ function setupControls() {
     setSliders(new Array(state.info.latent_dim).fill(0));
     requestDecode();
   });
+  $("color-select").addEventListener("change", (e) => colorBy(e.target.value).catch(report));
   $("label-select").addEventListener("change", (e) => {
     state.label = Number(e.target.value);
     requestDecode();
@@ -741,6 +803,7 @@ function renderHeader() {
   if (test && typeof test.elbo === "number") parts.push(`test ELBO ${fmt(test.elbo, 1)} nats`);
   $("run-summary").textContent = parts.join(" · ");
   document.title = `vaekit explorer · ${info.run}`;
+  if (info.columns) setupTable(info.columns);
   if (info.num_classes) {
     const select = $("label-select");
     for (let c = 0; c < info.num_classes; c++) select.append(el("option", { value: String(c), text: String(c) }));
@@ -752,6 +815,22 @@ function renderHeader() {
   }
 }
 
+// A table run: rows instead of images in the decoder, a column picker for the map, no image-only tabs.
+function setupTable(columns) {
+  state.table = true;
+  const select = $("color-select");
+  for (const c of columns) select.append(el("option", { value: c.name, text: `${c.name} (${c.type})` }));
+  $("color-picker").classList.remove("hidden");
+  document.querySelector("#map-panel .hint").textContent = "Hover a dot to see its value · click a dot to "
+    + "load its row into the decoder · click an empty spot to decode that place into a row.";
+  for (const id of ["original", "decoded", "tooltip-img"]) $(id).classList.add("hidden");
+  for (const id of ["original-row", "decoded-row"]) $(id).classList.remove("hidden");
+  for (const b of document.querySelectorAll(".tabs button")) {
+    if (b.dataset.tab !== "facts") b.classList.add("hidden");
+  }
+  document.querySelector('.tabs button[data-tab="facts"]').click();
+}
+
 async function main() {
   setupTabs();
   setupControls();
@@ -759,7 +838,7 @@ async function main() {
   renderHeader();
   buildSliders();
   renderFacts();
-  state.map = await api("/map");
+  state.map = await api(state.table ? `/map?${query({ color_by: state.info.columns[0].name })}` : "/map");
   $("map-caption").textContent = `${state.map.x.length} ${state.map.split} examples · ${state.map.projection}`;
   fitView();
   drawMap();
@@ -768,8 +847,10 @@ async function main() {
   const first = index[0];
   const other = label ? index[label.findIndex((l) => l !== label[0])] ?? index[1] : index[1];
   await selectExample(first);
-  await setEndIndex("a", first);
-  await setEndIndex("b", other ?? first);
+  if (!state.table) {
+    await setEndIndex("a", first);
+    await setEndIndex("b", other ?? first);
+  }
   state.ready = true;
 }
 
