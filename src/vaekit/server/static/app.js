@@ -409,7 +409,7 @@ async function runDecode() {
     const ms = performance.now() - t0;
     state.latencies.push(ms);
     state.decodes += 1;
-    $("decode-time").textContent = `image updated in ${ms.toFixed(0)} ms`;
+    $("decode-time").textContent = `${r.row ? "row" : "image"} updated in ${ms.toFixed(0)} ms`;
     state.marker = r.point;
     drawMap();
   } catch (err) {
