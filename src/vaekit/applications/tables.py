@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 DRAW_STEPS = 100  # Metropolis-within-Gibbs steps per conditional draw
 
 
-def _entries(columns: tuple[Column, ...], names: set[str]) -> np.ndarray:
-    """Mask [width] of the entries of the named columns' value blocks."""
+def _entry_mask(columns: tuple[Column, ...], values: set[str] = frozenset(), indicators: bool = False
+                ) -> torch.Tensor:
+    """Mask [width] of an encoded row: the value blocks of the columns named in ``values`` and, with
+    ``indicators``, every missing indicator."""
     mask = []
     for c in columns:
-        mask += [c.name in names] * c.value_width + [False] * int(c.missing)
-    return np.array(mask, dtype=bool)
+        mask += [c.name in values] * c.value_width + [indicators] * int(c.missing)
+    return torch.tensor(mask, dtype=torch.bool)
 
 
 def encode_with_gaps(frame: pd.DataFrame, columns: tuple[Column, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +119,8 @@ def sample_where(model: nn.Module, columns: tuple[Column, ...], n: int, where: d
     for c in columns:  # a number given as text must be encoded as a number
         if c.name in where and c.numeric and c.type != "datetime":
             frame[c.name] = pd.to_numeric(frame[c.name])
-    x, observed = encode_with_gaps(frame, columns)
-    unobserved = ~_entries(columns, set(where))
-    observed = torch.from_numpy(~unobserved).expand(n, -1)
+    x, _ = encode_with_gaps(frame, columns)  # observed: the given columns' values, nothing else
+    observed = _entry_mask(columns, set(where)).expand(n, -1)
     x = x.expand(n, -1).clone()
     drawn = complete(model, x, observed, method="mwg", rounds=steps, draw=True)
     return decode(drawn.numpy(), columns)
@@ -131,7 +132,7 @@ def impute(model: nn.Module, columns: tuple[Column, ...], frame: pd.DataFrame,
     """``frame`` with its empty cells filled from p(x_mis | x_obs); the given cells are kept as given."""
     x, observed = encode_with_gaps(frame, columns)
     estimate = complete(model, x, observed, method=method)
-    estimate[:, torch.from_numpy(_indicators(columns))] = 0.0  # an imputed cell is present: it gets a value
+    estimate[:, _entry_mask(columns, indicators=True)] = 0.0  # an imputed cell is present: it gets a value
     filled = decode(estimate.numpy(), columns)
     out = frame.copy()
     for c in columns:
@@ -140,14 +141,6 @@ def impute(model: nn.Module, columns: tuple[Column, ...], frame: pd.DataFrame,
             merged = frame[c.name].astype(object).where(~gap, filled[c.name].astype(object))
             out[c.name] = merged.astype(filled[c.name].dtype) if c.dtype != "object" else merged
     return out
-
-
-def _indicators(columns: tuple[Column, ...]) -> np.ndarray:
-    """Mask [width] of the missing-indicator entries."""
-    mask = []
-    for c in columns:
-        mask += [False] * c.value_width + [True] * int(c.missing)
-    return np.array(mask, dtype=bool)
 
 
 __all__ = ["DRAW_STEPS", "encode_with_gaps", "impute", "parse_where", "sample_where"]

@@ -64,7 +64,9 @@ def from_frame(frame: pd.DataFrame, name: str = "table", seed: int = 0, valid_fr
     frame.columns = [str(c) for c in frame.columns]
     if len(set(frame.columns)) != frame.shape[1]:
         raise DataError("the table has duplicate column names", "give every column a distinct name")
-    index = index_column(frame) if not (columns and index_column(frame) in columns) else None
+    index = index_column(frame)
+    if index is not None and columns and index in columns:  # data.columns names it: not an index to drop
+        index = None
     if index is not None:
         frame = frame.drop(columns=index)
     types = infer_types(frame, columns)

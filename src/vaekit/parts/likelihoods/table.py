@@ -70,9 +70,10 @@ class TableLayout(nn.Module):
                 po += 1
         self.head = po
         for name, blocks in (("x_cat", x_cat), ("p_cat", p_cat), ("p_alpha", p_alpha)):
-            idx, valid = _padded(blocks)
-            self.register_buffer(name, idx, persistent=False)
-            self.register_buffer(name + "_valid", valid, persistent=False)
+            self.register_buffer(name, _padded(blocks)[0], persistent=False)
+        # which entries of the padded tables are real: the same for a block's data and its logits (and a
+        # padded alpha mean is never read: its mode has probability 0 and is never an encoded mode)
+        self.register_buffer("block_valid", _padded(x_cat)[1], persistent=False)
         self.register_buffer("x_alpha", torch.tensor(x_alpha, dtype=torch.long), persistent=False)
         self.register_buffer("x_miss", torch.tensor(x_miss, dtype=torch.long), persistent=False)
         self.register_buffer("cat_missing", torch.tensor(cat_missing, dtype=torch.long), persistent=False)
@@ -93,7 +94,7 @@ class TableDistribution(Distribution):
     def __init__(self, params: torch.Tensor, layout: TableLayout, log_scale: torch.Tensor) -> None:
         self.layout = layout
         lay = layout
-        self.cat_logits = params[:, lay.p_cat].masked_fill(~lay.p_cat_valid, float("-inf"))
+        self.cat_logits = params[:, lay.p_cat].masked_fill(~lay.block_valid, float("-inf"))
         self.alpha_loc = params[:, lay.p_alpha]  # [B, n_numeric, M_max]
         self.alpha_log_scale = log_scale.clamp_min(MIN_LOG_SCALE)  # [n_numeric, M_max]
         self.miss_logits = params[:, lay.p_miss]
@@ -103,8 +104,8 @@ class TableDistribution(Distribution):
         """log p of every categorical / mode block [B, n_blocks], alpha [B, n_numeric] and missing
         indicator [B, n_missing] of encoded rows x (0 for a missing cell's value)."""
         lay = self.layout
-        onehot = x[:, lay.x_cat] * lay.x_cat_valid  # [B, n_blocks, K_max]; all 0 where a cell is missing
-        logp = F.log_softmax(self.cat_logits.float(), -1).masked_fill(~lay.x_cat_valid, 0.0)
+        onehot = x[:, lay.x_cat] * lay.block_valid  # [B, n_blocks, K_max]; all 0 where a cell is missing
+        logp = F.log_softmax(self.cat_logits.float(), -1).masked_fill(~lay.block_valid, 0.0)
         blocks = (onehot * logp).sum(-1)
         alpha_terms = miss_terms = None
         if lay.x_alpha.numel():
@@ -179,7 +180,7 @@ class TableDistribution(Distribution):
             if alpha is not None:
                 alpha = alpha * present[:, lay.cat_missing[lay.alpha_rows]]
         out = torch.zeros(b, lay.width, dtype=torch.float32, device=blocks.device)
-        out[:, lay.x_cat[lay.x_cat_valid]] = blocks[:, lay.x_cat_valid].float()
+        out[:, lay.x_cat[lay.block_valid]] = blocks[:, lay.block_valid].float()
         if alpha is not None:
             out[:, lay.x_alpha] = alpha.float()
         if missing.numel():
