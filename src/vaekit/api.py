@@ -142,6 +142,23 @@ def evaluate(
     return res
 
 
+def load_split_for(
+    model: torch.nn.Module, run_dir: str | Path, split: str = "test", spec: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``load_split``, refused with a DataError when the examples (of other data, ``spec``) are not
+    shaped like the ones ``model`` was trained on."""
+    x, y = load_split(run_dir, split, spec)
+    if tuple(x.shape[1:]) != tuple(model.event_shape):
+        from vaekit.errors import DataError
+
+        raise DataError(
+            f"the data has examples of shape {tuple(x.shape[1:])}, the model expects "
+            f"{tuple(model.event_shape)}",
+            "use data shaped like the data the run was trained on",
+        )
+    return x, y
+
+
 @torch.no_grad()
 def encode(
     run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 1000,
@@ -152,14 +169,7 @@ def encode(
     from vaekit.progress import reporter
 
     model = load(run_dir)
-    x, y = load_split(run_dir, split, data)
-    if tuple(x.shape[1:]) != model.event_shape:
-        from vaekit.errors import DataError
-
-        raise DataError(
-            f"the data has examples of shape {tuple(x.shape[1:])}, the model expects {model.event_shape}",
-            "encode data shaped like the data the model was trained on",
-        )
+    x, y = load_split_for(model, run_dir, split, data)
     rows = []
     bar = reporter(x.shape[0], f"encode {split}", unit="example", enabled=progress)
     for i in range(0, x.shape[0], batch_size):
@@ -219,12 +229,12 @@ def impute(run_dir: str | Path, data: Any, method: str = "importance", seed: int
     """The table ``data`` (a DataFrame, or ``csv:PATH`` / ``parquet:PATH``) with its empty cells filled
     in from p(x_mis | x_obs) given each row's other cells; every given cell is kept as given."""
     from vaekit.applications.tables import impute as impute_rows
-    from vaekit.data.table import read_table
+    from vaekit.data.table import FORMATS, read_table
 
     columns = _table_columns(run_dir)
     if isinstance(data, str):
         fmt, _, path = data.partition(":")
-        if fmt not in ("csv", "parquet") or not path:
+        if fmt not in FORMATS or not path:
             from vaekit.errors import DataError
 
             raise DataError(f"cannot read a table from {data!r}", "give csv:PATH or parquet:PATH")

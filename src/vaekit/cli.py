@@ -473,9 +473,9 @@ def _sample_table(ns: argparse.Namespace) -> int:
     .npy with the encoded rows."""
     from vaekit.api import sample_rows
 
-    if not ns.output.lower().endswith((".csv", ".csv.gz", ".parquet", ".npy")):
-        raise ConfigError(f"cannot write table rows to {ns.output!r}", "use a .csv, .parquet or .npy file")
     encoded = ns.output.lower().endswith(".npy")
+    if not encoded:
+        _check_table_output(ns.output)
     if encoded and ns.where:
         raise ConfigError("--where writes table rows", "write a .csv or .parquet file")
     rows = sample_rows(ns.run_dir, ns.n, ns.seed, ns.label, encoded=encoded, where=ns.where)
@@ -487,9 +487,14 @@ def _sample_table(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _write_table(frame: Any, path: str) -> None:
+def _check_table_output(path: str) -> None:
+    """Refuse, before any work, a table output that is neither .csv (.csv.gz) nor .parquet."""
     if not path.lower().endswith((".csv", ".csv.gz", ".parquet")):
-        raise ConfigError(f"cannot write a table to {path!r}", "use a .csv or .parquet file")
+        raise ConfigError(f"cannot write table rows to {path!r}", "use a .csv or .parquet file (or .npy "
+                          "for the encoded rows of vaekit sample)")
+
+
+def _write_table(frame: Any, path: str) -> None:
     if path.lower().endswith(".parquet"):
         frame.to_parquet(path, index=False)
     else:
@@ -499,6 +504,7 @@ def _write_table(frame: Any, path: str) -> None:
 def cmd_impute(ns: argparse.Namespace) -> int:
     from vaekit.api import impute
 
+    _check_table_output(ns.output)
     source = ns.data.partition(":")[2]
     if source and Path(ns.output).exists() and Path(source).resolve() == Path(ns.output).resolve():
         raise ConfigError(f"-o {ns.output} is the input table", "write the filled table to another file")
@@ -572,7 +578,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
         _say(ns, f"ROC and score histograms written to {plot}")
     if ns.fpr is not None:
         xv, _ = load_split(ns.run_dir, "valid")
-        normal = anomaly.anomaly_scores(model, xv, k=ns.samples, density=density)[name]
+        normal = anomaly.anomaly_score(name, model, xv, k=ns.samples, density=density)
         t = anomaly.calibrate(normal, ns.fpr)
         path = anomaly.save_threshold(Path(ns.run_dir), name, t, ns.fpr, len(normal))
         _say(ns, f"threshold {t:.3f} ({name}) flags {ns.fpr:g} of {len(normal)} normal validation "
@@ -674,17 +680,14 @@ def cmd_complete(ns: argparse.Namespace) -> int:
 
 def _walk_inputs(ns: argparse.Namespace, what: str):
     """The model (image data only), the split's examples and labels, for interpolate and traverse."""
-    from vaekit.api import load, load_split
+    from vaekit.api import load, load_split_for
     from vaekit.applications.latent_walk import require_images
 
     if Path(ns.output).suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"cannot write {ns.output!r}", "use a .png grid or a .npy array")
     model = load(ns.run_dir)
     require_images(model, what)
-    x, y = load_split(ns.run_dir, ns.split, ns.data)
-    if tuple(x.shape[1:]) != tuple(model.event_shape):
-        raise DataError(f"the data has examples of shape {tuple(x.shape[1:])}, the model expects "
-                        f"{tuple(model.event_shape)}", "use data shaped like the data the run was trained on")
+    x, y = load_split_for(model, ns.run_dir, ns.split, ns.data)
     if x.shape[0] == 0:
         raise DataError(f"the {ns.split} split of the data is empty", "give another --split (or --data)")
     return model, x, y

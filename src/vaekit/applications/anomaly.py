@@ -119,7 +119,6 @@ def anomaly_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     return out
 
 
-
 def anomaly_score(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 100,
                   seed: int = 0, density: LatentDensity | None = None) -> np.ndarray:
     """One score of ``SCORES`` per example, computing only what it needs: ``latent_density`` (which
